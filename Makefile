@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE := config.settings
+
+.PHONY: demo test lint services services-stop db venv lock bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+services: venv
+	$(PY) scripts/services.py postgres rabbitmq
+
+services-stop:
+	-$(PY) scripts/services.py stop
+
+db: services
+	$(PY) manage.py db_setup
+
+test: db
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: db
+	$(PY) manage.py demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy strangler cdc migrations ops
+
+bench: db
+	@for b in bench/*.py; do [ "$$b" = bench/__init__.py ] || $(PY) $$b; done
+
+lock: venv
+	$(PY) -m pip install --quiet -r requirements.in
+	$(PY) -m pip freeze --exclude-editable > requirements.txt
+
+clean:
+	rm -rf $(VENV) .local

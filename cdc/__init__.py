@@ -1,0 +1,1 @@
+"""Change data capture on the shared database: Debezium engine, event translation, publishers."""

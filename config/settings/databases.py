@@ -1,0 +1,57 @@
+"""Databases: one per service on one PostgreSQL server by default, each from its own URL.
+
+The SERVICE's own database is "default"; every other database is reachable under its own alias
+so that toolkit processes (CDC, backfill, verification) can read one and write another.
+"""
+
+from config.settings.base import SERVICE
+from config.settings.env import env
+
+PG_HOST = env.str("PGHOST", default="127.0.0.1")
+PG_PORT = env.int("PGPORT", default=5432)
+PG_USER = env.str("PGUSER", default="postgres")
+# Lets two checkouts (or two developers) share one server without sharing databases.
+DB_NAME_PREFIX = env.str("DB_NAME_PREFIX", default="")
+
+DATABASE_NAMES = ("legacy", "shop", "crm", "pricing", "production", "control")
+SERVICE_DATABASE = {
+    "legacy": "legacy",
+    "shop": "shop",
+    "crm": "crm",
+    "mes_pricing": "pricing",
+    "mes_production": "production",
+    "proxy": "control",
+    "cdc": "control",
+}[SERVICE]
+
+
+def _database(name: str) -> dict:
+    default_url = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{DB_NAME_PREFIX}{name}"
+    config = env.db_url(f"{name.upper()}_DATABASE_URL", default=default_url)
+    config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    config.setdefault("OPTIONS", {})
+    config["TEST"] = {"NAME": f"test_{config['NAME']}"}
+    return config
+
+
+DATABASES = {"default": _database(SERVICE_DATABASE)}
+for _name in DATABASE_NAMES:
+    if _name != SERVICE_DATABASE:
+        DATABASES[_name] = _database(_name)
+
+DATABASE_ROUTERS = ["config.routers.ServiceDatabaseRouter"]
+
+# Which logical database holds each app's tables; "default" apps (auth, sessions, ...) live in
+# whichever database is the process's own.
+APP_DATABASES = {
+    "shop": "legacy",
+    "crm": "legacy",
+    "mes": "legacy",
+    "shop_app": "shop",
+    "crm_app": "crm",
+    "mes_pricing": "pricing",
+    "mes_production": "production",
+    "strangler": "control",
+    "cdc": "control",
+}

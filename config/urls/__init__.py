@@ -1,0 +1,1 @@
+"""One URLconf per SERVICE; each includes the operational routes."""

@@ -1,0 +1,1 @@
+"""The extracted CRM service, on its own database."""

@@ -1,0 +1,1 @@
+"""Legacy MES: price calculation and production orders, with one external API for both."""

@@ -1,0 +1,100 @@
+"""The MES's external API: quotes and production orders behind one API key (the boundary problem)."""
+
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from legacy.mes.authentication import ApiKeyAuthentication, ApiKeyRateThrottle, HasApiKey
+from legacy.mes.models import ProductionOrder, ProductionStage
+from legacy.mes.services import quote_calculate
+from legacy.shop.models import Product
+
+
+class ExternalApi(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+    throttle_classes = [ApiKeyRateThrottle]
+
+
+class QuoteRequestSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=32)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    options = serializers.ListField(
+        child=serializers.CharField(max_length=32), required=False, default=list, max_length=20
+    )
+
+
+class QuoteApi(ExternalApi):
+    def post(self, request: Request) -> Response:
+        serializer = QuoteRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        product = (
+            Product.objects.filter(sku=data["sku"], active=True)
+            .prefetch_related("materials__material", "options__extra_material")
+            .first()
+        )
+        if product is None:
+            raise serializers.ValidationError({"sku": [f"Unknown product {data['sku']}."]})
+        breakdown = quote_calculate(product=product, option_codes=data["options"], quantity=data["quantity"])
+        return Response(
+            {
+                "sku": product.sku,
+                "options": sorted(data["options"]),
+                "quantity": breakdown.quantity,
+                "unit_price": str(breakdown.unit_price),
+                "total": str(breakdown.total),
+                "currency": "EUR",
+                "breakdown": {
+                    "materials": str(breakdown.materials),
+                    "labour": str(breakdown.labour),
+                    "overhead": str(breakdown.overhead),
+                    "margin": str(breakdown.margin),
+                    "discount_percent": str(breakdown.discount_percent),
+                },
+            }
+        )
+
+
+class ProductionStageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProductionStage
+        fields = ["status", "at"]
+
+
+class ProductionOrderSerializer(serializers.ModelSerializer):
+    stages = ProductionStageSerializer(many=True)
+
+    class Meta:
+        model = ProductionOrder
+        fields = [
+            "id",
+            "order_id",
+            "order_public_id",
+            "status",
+            "lines",
+            "created_at",
+            "updated_at",
+            "stages",
+        ]
+
+
+class ProductionOrderListApi(ExternalApi, generics.ListAPIView):
+    serializer_class = ProductionOrderSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        orders = ProductionOrder.objects.prefetch_related("stages")
+        order_id = self.request.query_params.get("order_id")
+        if order_id is not None:
+            if not order_id.isdigit():
+                raise serializers.ValidationError({"order_id": ["Must be a whole number."]})
+            orders = orders.filter(order_id=int(order_id))
+        return orders
+
+
+class ProductionOrderDetailApi(ExternalApi):
+    def get(self, request: Request, pk: int) -> Response:
+        production = get_object_or_404(ProductionOrder.objects.prefetch_related("stages"), pk=pk)
+        return Response(ProductionOrderSerializer(production).data)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MesConfig(AppConfig):
+    name = "legacy.mes"
+    label = "mes"

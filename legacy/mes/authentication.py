@@ -1,0 +1,48 @@
+"""External MES API credentials: "X-API-Key: <key>", stored hashed; throttled per key."""
+
+from typing import Any
+
+from rest_framework import authentication, exceptions, throttling
+from rest_framework.request import Request
+
+from legacy.mes.models import ApiKey, hash_api_key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    header = "X-API-Key"
+
+    def authenticate(self, request: Request) -> tuple[ApiKey, str] | None:
+        raw = request.headers.get(self.header)
+        if raw is None:
+            return None
+        key = ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
+        if key is None:
+            raise exceptions.AuthenticationFailed("The API key is not valid.")
+        if not key.active:
+            raise exceptions.PermissionDenied("The API key has been revoked.")
+        return key, raw
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.header
+
+
+class HasApiKey:
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, ApiKey)
+
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        return True
+
+
+class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
+    scope = "mes_api"
+
+    def get_rate(self) -> str:
+        from django.conf import settings
+
+        return settings.MES_API_RATE_LIMIT
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if isinstance(request.user, ApiKey):
+            return f"throttle_mes_api_{request.user.pk}"
+        return None

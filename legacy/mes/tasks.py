@@ -1,0 +1,46 @@
+"""MES worker tasks: take production requests from the CRM, advance stages, report back."""
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from legacy.mes.services import production_advance, production_order_create
+
+
+def _report(order_id: int, stage: str, at: str) -> None:
+    from legacy.crm.tasks import apply_production_status
+
+    transaction.on_commit(
+        lambda: apply_production_status.apply_async(kwargs={"order_id": order_id, "stage": stage, "at": at})
+    )
+
+
+def _schedule_advance(production_order_id: int) -> None:
+    transaction.on_commit(
+        lambda: advance_production.apply_async(
+            kwargs={"production_order_id": production_order_id}, countdown=settings.MES_STAGE_SECONDS
+        )
+    )
+
+
+@shared_task(name="legacy.mes.tasks.start_production", ignore_result=True)
+def start_production(order_id: int, order_public_id: str, lines: list[dict]) -> None:
+    now = timezone.now()
+    production, created = production_order_create(
+        order_id=order_id, order_public_id=order_public_id, lines=lines, at=now
+    )
+    if created:
+        _report(order_id, production.status, now.isoformat())
+        _schedule_advance(production.id)
+
+
+@shared_task(name="legacy.mes.tasks.advance_production", ignore_result=True)
+def advance_production(production_order_id: int) -> None:
+    now = timezone.now()
+    production = production_advance(production_order_id=production_order_id, at=now)
+    if production is None:
+        return
+    _report(production.order_id, production.status, now.isoformat())
+    if production.status != "done":
+        _schedule_advance(production.id)

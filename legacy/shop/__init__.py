@@ -1,0 +1,1 @@
+"""Legacy shop: catalogue of configurable products, customers, orders and their status history."""

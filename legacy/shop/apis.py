@@ -1,0 +1,52 @@
+"""Customer API of the shop: catalogue, placing orders, following my orders."""
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from legacy.shop import selectors
+from legacy.shop.authentication import CustomerTokenAuthentication, IsCustomer
+from legacy.shop.serializers import OrderPlaceSerializer, OrderSerializer, ProductSerializer
+from legacy.shop.services import OrderLineRequest, order_place
+
+
+class ProductListApi(generics.ListAPIView):
+    serializer_class = ProductSerializer
+    queryset = selectors.product_list()
+
+
+class ProductDetailApi(generics.RetrieveAPIView):
+    serializer_class = ProductSerializer
+    queryset = selectors.product_list()
+    lookup_field = "sku"
+
+
+class CustomerApi(APIView):
+    authentication_classes = [CustomerTokenAuthentication]
+    permission_classes = [IsCustomer]
+
+
+class OrderListCreateApi(CustomerApi):
+    def get(self, request: Request) -> Response:
+        orders = selectors.order_list_for(customer=request.user)[:50]
+        return Response({"results": OrderSerializer(orders, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        serializer = OrderPlaceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = order_place(
+            customer=request.user,
+            lines=[OrderLineRequest(**line) for line in serializer.validated_data["lines"]],
+            at=timezone.now(),
+        )
+        order = selectors.order_get_for(customer=request.user, public_id=str(order.public_id))
+        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderDetailApi(CustomerApi):
+    def get(self, request: Request, public_id: str) -> Response:
+        order = get_object_or_404(selectors.order_list_for(customer=request.user), public_id=public_id)
+        return Response(OrderSerializer(order).data)

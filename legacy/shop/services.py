@@ -1,0 +1,85 @@
+"""Shop writes: placing an order (priced by the MES in-process, as the monolith does today)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from django.db import transaction
+
+from legacy.mes.services import active_rule, quote_calculate
+from legacy.shop.models import Customer, Order, OrderLine, OrderStatus, OrderStatusChange, Product
+from ops.errors import DomainError
+
+logger = structlog.get_logger(__name__)
+
+MAX_LINES_PER_ORDER = 50
+
+
+@dataclass(frozen=True)
+class OrderLineRequest:
+    sku: str
+    quantity: int
+    options: list[str] = field(default_factory=list)
+
+
+def customer_get_or_create(*, email: str, name: str) -> Customer:
+    customer, _ = Customer.objects.get_or_create(email=email.lower(), defaults={"name": name})
+    return customer
+
+
+def order_status_record(*, order: Order, status: str, at: datetime, actor: str, note: str = "") -> None:
+    order.status = status
+    order.save(update_fields=["status", "updated_at"])
+    OrderStatusChange.objects.create(order=order, status=status, at=at, actor=actor, note=note)
+
+
+@transaction.atomic
+def order_place(*, customer: Customer, lines: list[OrderLineRequest], at: datetime) -> Order:
+    """Prices every line and stores the order with its first status; all or nothing."""
+    if not lines:
+        raise DomainError("An order needs at least one line.", code="empty_order")
+    if len(lines) > MAX_LINES_PER_ORDER:
+        raise DomainError(f"An order has at most {MAX_LINES_PER_ORDER} lines.", code="too_many_lines")
+    skus = {line.sku for line in lines}
+    products = {
+        p.sku: p
+        for p in Product.objects.filter(sku__in=skus, active=True).prefetch_related(
+            "materials__material", "options__extra_material"
+        )
+    }
+    unknown = sorted(skus - products.keys())
+    if unknown:
+        raise DomainError(
+            f"Unknown or unavailable product: {', '.join(unknown)}.",
+            code="unknown_product",
+            details={"unknown": unknown},
+        )
+    rule = active_rule()
+    priced = []
+    for index, line in enumerate(lines):
+        try:
+            breakdown = quote_calculate(
+                product=products[line.sku], option_codes=line.options, quantity=line.quantity, rule=rule
+            )
+        except DomainError as exc:
+            raise DomainError(
+                f"Line {index + 1}: {exc.detail}", code=exc.error_code, details=exc.details
+            ) from exc
+        priced.append((line, breakdown))
+    order = Order.objects.create(
+        customer=customer, total=sum(b.total for _, b in priced), status=OrderStatus.PLACED
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            product=products[line.sku],
+            quantity=line.quantity,
+            options=sorted(line.options),
+            unit_price=breakdown.unit_price,
+            line_total=breakdown.total,
+        )
+        for line, breakdown in priced
+    )
+    OrderStatusChange.objects.create(order=order, status=OrderStatus.PLACED, at=at, actor=customer.email)
+    logger.info("order.placed", order_id=order.id, customer_id=customer.id, total=str(order.total))
+    return order

@@ -1,0 +1,1 @@
+"""The extracted pricing service: the only public MES API, on its own database."""

@@ -1,0 +1,1 @@
+"""The extracted production service: internal and event-driven, on its own database."""

@@ -1,0 +1,1 @@
+"""The data-migration toolkit: backfill, continuous sync, verification, cutover, reverse sync."""

@@ -1,0 +1,1 @@
+"""Operations shared by every process: request context, errors, health, metrics, database setup."""

@@ -1,0 +1,76 @@
+"""One error format for every API: {"error": {"code", "message", "details"}}, never a bare 500."""
+
+from typing import Any
+
+import structlog
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = structlog.get_logger(__name__)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return {"error": body}
+
+
+class DomainError(exceptions.APIException):
+    """A business rule refused the request; the message is written for the caller."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "unprocessable"
+
+    def __init__(self, message: str, *, code: str = "unprocessable", details: Any = None) -> None:
+        super().__init__(detail=message, code=code)
+        self.error_code = code
+        self.details = details
+
+
+_CODES = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "invalid_request",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.Throttled: "rate_limited",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = exception_handler(exc, context)
+    if response is None:
+        return None  # Django turns it into a 500 through handler500, logged with the request id.
+    if isinstance(exc, DomainError):
+        response.data = error_body(exc.error_code, str(exc.detail), exc.details)
+        return response
+    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body(code, "The request has invalid fields.", exc.detail)
+    else:
+        detail = getattr(exc, "detail", str(exc))
+        response.data = error_body(code, str(detail))
+    return response
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    logger.error("request.failed", path=request.path)
+    return JsonResponse(error_body("internal_error", "An internal error occurred."), status=500)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("bad_request", "The request could not be understood."), status=400)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("permission_denied", "You may not do this."), status=403)

@@ -1,0 +1,214 @@
+"""Starts, watches and stops the project's child processes (web, workers, scheduler, engines).
+
+Used by `manage.py demo`, the integration tests and the benchmarks, so that all three start the
+processes the same way and never leave one behind: every child gets its own process group and is
+terminated (then killed) when the group closes, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+logger = structlog.get_logger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http_ok(url: str, *, seconds: float, process: subprocess.Popen | None = None) -> None:
+    """Waits until `url` answers 2xx; fails early if `process` exits first."""
+    deadline = time.monotonic() + seconds
+    last_error = ""
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {seconds} s ({last_error})")
+
+
+def python_command(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def manage_command(*args: str) -> list[str]:
+    return python_command(str(PROJECT_ROOT / "manage.py"), *args)
+
+
+def bin_command(name: str, *args: str) -> list[str]:
+    """A console script installed next to the running interpreter (the virtualenv's bin/)."""
+    return [str(Path(sys.executable).parent / name), *args]
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    command: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> ManagedProcess:
+        environment = {**os.environ, **self.env}
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.popen = subprocess.Popen(
+            list(self.command),
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logger.info("process.started", name=self.name, pid=self.popen.pid)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Sends `signum` to the whole process group (a server and its workers)."""
+        if self.alive():
+            try:
+                os.killpg(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, *, timeout: float = 10.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(timeout=5)
+        else:
+            self.signal(signal.SIGKILL)  # reap children a dead leader may have left
+        logger.info("process.stopped", name=self.name, returncode=self.popen.returncode)
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class ProcessGroup:
+    """A set of processes that stop together, in reverse order of start."""
+
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def start(self, process: ManagedProcess) -> ManagedProcess:
+        self.processes.append(process.start())
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def database_env(settings_databases: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+    """Environment that points a child process at the same databases as this process.
+
+    Each alias maps to its logical name through DATABASE_NAMES, so a test process (whose database
+    names are the test ones) hands its children the test databases.
+    """
+    from django.conf import settings
+
+    env: dict[str, str] = {}
+    for logical in settings.DATABASE_NAMES:
+        alias = "default" if logical == settings.SERVICE_DATABASE else logical
+        config = settings_databases[alias]
+        user = config.get("USER") or ""
+        password = f":{config['PASSWORD']}" if config.get("PASSWORD") else ""
+        env[f"{logical.upper()}_DATABASE_URL"] = (
+            f"postgres://{user}{password}@{config['HOST']}:{config['PORT']}/{config['NAME']}"
+        )
+    return env
+
+
+def legacy_process_commands(*, port: int, web_workers: int = 1) -> dict[str, list[str]]:
+    """The three processes of the legacy monolith: WSGI web, Celery worker, Celery beat."""
+    return {
+        "web": bin_command(
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(web_workers),
+            "--blocking-threads",
+            "1",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "config.wsgi:application",
+        ),
+        "worker": bin_command(
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "legacy,crm,mes",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ),
+        "beat": bin_command(
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(PROJECT_ROOT / ".local" / f"celerybeat-schedule-{port}"),
+        ),
+    }

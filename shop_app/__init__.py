@@ -1,0 +1,1 @@
+"""The extracted shop service, on its own database."""

@@ -1,0 +1,79 @@
+"""Session-scoped real services for integration tests: a RabbitMQ vhost per test session and the
+legacy monolith's processes (granian web, Celery worker, Celery beat) on the test databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from ops.process_group import (
+    PROJECT_ROOT,
+    ManagedProcess,
+    ProcessGroup,
+    database_env,
+    free_port,
+    legacy_process_commands,
+    wait_http_ok,
+)
+
+LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(worker_id: str) -> Iterator[str]:
+    """A fresh RabbitMQ vhost for this test session (and xdist worker), deleted at the end."""
+    vhost = f"test-{os.environ.get('DB_NAME_PREFIX', '')}{worker_id}-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def live_env(django_db_setup: None, amqp_url: str) -> dict[str, str]:
+    """Environment for child processes: the test databases, the test vhost, fast timings."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return {
+        **database_env(settings.DATABASES),
+        "AMQP_URL": amqp_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SERVICE": "legacy",
+        "CRM_POLL_INTERVAL_SECONDS": "0.5",
+        "MES_STAGE_SECONDS": "0.05",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@dataclass
+class LegacyStack:
+    base_url: str
+    processes: dict[str, ManagedProcess]
+
+
+def start_legacy_stack(group: ProcessGroup, env: dict[str, str], tag: str) -> LegacyStack:
+    port = free_port()
+    processes = {}
+    for name, command in legacy_process_commands(port=port).items():
+        log_path = Path(LOG_DIR / f"{tag}-{name}-{port}.log")
+        processes[name] = group.start(ManagedProcess(name, command, env, log_path))
+    base_url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{base_url}/healthz", seconds=30, process=processes["web"].popen)
+    return LegacyStack(base_url=base_url, processes=processes)
+
+
+@pytest.fixture(scope="session")
+def legacy_stack(live_env: dict[str, str], worker_id: str) -> Iterator[LegacyStack]:
+    """The monolith's web, worker and scheduler, running until the end of the session."""
+    with ProcessGroup() as group:
+        yield start_legacy_stack(group, live_env, f"legacy-{worker_id}")
