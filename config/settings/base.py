@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "legacy.shop",
     "legacy.crm",
     "legacy.mes",
+    "strangler",
+    "cdc",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""Settings of change data capture: the Debezium engine, event transports, consumers and outbox."""

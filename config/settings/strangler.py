@@ -1,0 +1,1 @@
+"""Settings of the strangler proxy and its control plane."""
