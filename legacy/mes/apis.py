@@ -88,7 +88,8 @@ class ProductionOrderListApi(ExternalApi, generics.ListAPIView):
         orders = ProductionOrder.objects.prefetch_related("stages")
         order_id = self.request.query_params.get("order_id")
         if order_id is not None:
-            if not order_id.isdigit():
+            # isdigit() also accepts digits int() refuses ("²"); only ASCII digits are an id.
+            if not (order_id.isascii() and order_id.isdigit()):
                 raise serializers.ValidationError({"order_id": ["Must be a whole number."]})
             orders = orders.filter(order_id=int(order_id))
         return orders
