@@ -10,6 +10,7 @@ from legacy.mes.authentication import ApiKeyAuthentication, ApiKeyRateThrottle, 
 from legacy.mes.models import ProductionOrder, ProductionStage
 from legacy.mes.services import quote_calculate
 from legacy.shop.models import Product
+from legacy.shop.serializers import JsonIntegerField
 
 
 class ExternalApi(APIView):
@@ -20,7 +21,7 @@ class ExternalApi(APIView):
 
 class QuoteRequestSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=32)
-    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    quantity = JsonIntegerField(min_value=1, max_value=10_000)
     options = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, default=list, max_length=20
     )
