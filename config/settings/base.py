@@ -88,4 +88,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Legacy monolith API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Legacy monolith API",
+    "VERSION": "1.0.0",
+    # Order and production statuses both have a field named "status".
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "legacy.shop.models.OrderStatus",
+        "ProductionStatusEnum": "legacy.mes.models.ProductionStatus",
+    },
+}

@@ -1,6 +1,7 @@
 """The MES's external API: quotes and production orders behind one API key (the boundary problem)."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,7 +28,28 @@ class QuoteRequestSerializer(serializers.Serializer):
     )
 
 
+class QuoteBreakdownSerializer(serializers.Serializer):
+    materials = serializers.DecimalField(max_digits=14, decimal_places=2)
+    labour = serializers.DecimalField(max_digits=14, decimal_places=2)
+    overhead = serializers.DecimalField(max_digits=14, decimal_places=2)
+    margin = serializers.DecimalField(max_digits=14, decimal_places=2)
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+
+
+class QuoteSerializer(serializers.Serializer):
+    """The shape of a quote, for the schema; the view builds the body itself."""
+
+    sku = serializers.CharField()
+    options = serializers.ListField(child=serializers.CharField())
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=14, decimal_places=2)
+    total = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    breakdown = QuoteBreakdownSerializer()
+
+
 class QuoteApi(ExternalApi):
+    @extend_schema(request=QuoteRequestSerializer, responses=QuoteSerializer)
     def post(self, request: Request) -> Response:
         serializer = QuoteRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -97,6 +119,7 @@ class ProductionOrderListApi(ExternalApi, generics.ListAPIView):
 
 
 class ProductionOrderDetailApi(ExternalApi):
+    @extend_schema(responses=ProductionOrderSerializer)
     def get(self, request: Request, pk: int) -> Response:
         production = get_object_or_404(ProductionOrder.objects.prefetch_related("stages"), pk=pk)
         return Response(ProductionOrderSerializer(production).data)
