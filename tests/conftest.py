@@ -49,6 +49,8 @@ def live_env(django_db_setup: None, amqp_url: str) -> dict[str, str]:
         "AMQP_URL": amqp_url,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SERVICE": "legacy",
+        # Tests check what production answers (JSON 404/500, no debug pages), whatever the shell has.
+        "DJANGO_DEBUG": "false",
         "CRM_POLL_INTERVAL_SECONDS": "0.5",
         "MES_STAGE_SECONDS": "0.05",
         "LOG_LEVEL": "WARNING",
