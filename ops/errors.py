@@ -5,6 +5,7 @@ from typing import Any
 import structlog
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -73,7 +74,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
+    # A view's own Http404 ("No Order matches the given query.") says more than "no route".
+    if exception is None or isinstance(exception, Resolver404) or not str(exception):
+        message = f"No route for {request.path}."
+    else:
+        message = str(exception)
+    return JsonResponse(error_body("not_found", message), status=404)
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
