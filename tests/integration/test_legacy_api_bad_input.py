@@ -264,3 +264,27 @@ def test_a_domain_refusal_explains_itself(legacy_stack, world: World) -> None:  
     error = assert_error_body(response, 422, "unknown_option")
     assert error["message"] == f"Line 2: Product {world.product.sku} has no option gold-leaf."
     assert error["details"] == {"unknown": ["gold-leaf"], "available": ["lacquer"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/shop/api/products/?limit=99999999999999999999999", 200),
+        ("/shop/api/products/?offset=99999999999999999999999", 200),
+        ("/crm/api/orders/?limit=99999999999999999999999&status=placed", 200),
+        ("/crm/api/orders/?status=bogus", 400),
+        ("/mes/api/production-orders/?order_id=abc", 400),
+        ("/mes/api/production-orders/?order_id=%C2%B2", 400),  # "²": str.isdigit() yet not int()
+        ("/mes/api/production-orders/?order_id=99999999999999999999999", 200),
+    ],
+)
+def test_bad_query_parameters_are_refused_or_bounded(  # type: ignore[no-untyped-def]
+    legacy_stack, world: World, path: str, status: int
+) -> None:
+    headers = {**credentials("crm.", world), **credentials("mes.", world)}
+    response = requests.get(legacy_stack.base_url + path, headers=headers, timeout=10)
+    if status == 200:
+        assert response.status_code == 200, response.text
+        assert len(response.json()["results"]) <= 500
+    else:
+        assert_error_body(response, status, "invalid_request")
