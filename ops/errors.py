@@ -3,7 +3,9 @@
 from typing import Any
 
 import structlog
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -40,7 +42,17 @@ _CODES = {
     exceptions.MethodNotAllowed: "method_not_allowed",
     exceptions.Throttled: "rate_limited",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.NotAcceptable: "not_acceptable",
 }
+
+
+def _as_api_exception(exc: Exception) -> Exception:
+    """Django's own Http404 and PermissionDenied, as DRF's exception_handler sees them."""
+    if isinstance(exc, Http404):
+        return exceptions.NotFound(*exc.args)
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied(*exc.args)
+    return exc
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -50,6 +62,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DomainError):
         response.data = error_body(exc.error_code, str(exc.detail), exc.details)
         return response
+    # get_object_or_404 raises Django's Http404: without this it would get the code "error".
+    exc = _as_api_exception(exc)
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body(code, "The request has invalid fields.", exc.detail)
@@ -60,7 +74,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
+    # A view's own Http404 ("No Order matches the given query.") says more than "no route".
+    if exception is None or isinstance(exception, Resolver404) or not str(exception):
+        message = f"No route for {request.path}."
+    else:
+        message = str(exception)
+    return JsonResponse(error_body("not_found", message), status=404)
 
 
 def handler500(request: HttpRequest) -> JsonResponse:

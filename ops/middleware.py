@@ -1,5 +1,6 @@
 """Middleware every process runs: request id and log context, metrics, and the body size limit."""
 
+import io
 import re
 import time
 import uuid
@@ -71,17 +72,39 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        length = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return self._chunked(request, limit)
         try:
-            size = int(length)
+            size = int(length or "0")
         except ValueError:
             return JsonResponse(error_body("bad_request", "Content-Length is not a number."), status=400)
-        if size > settings.MAX_REQUEST_BODY_BYTES:
-            return JsonResponse(
-                error_body(
-                    "payload_too_large",
-                    f"The body is {size} bytes; the limit is {settings.MAX_REQUEST_BODY_BYTES}.",
-                ),
-                status=413,
-            )
+        if size > limit:
+            return _too_large(f"The body is {size} bytes; the limit is {limit}.")
         return self.get_response(request)
+
+    def _chunked(self, request: HttpRequest, limit: int) -> HttpResponse:
+        """A chunked body has no Content-Length, so Django would read none of it and the view
+        would see an empty body. Read it here, at most one byte past the limit, and hand it on
+        as a body of known length."""
+        stream = request.META.get("wsgi.input")
+        if stream is None:  # not WSGI; the project serves Django over WSGI only
+            return self.get_response(request)
+        body = bytearray()
+        while len(body) <= limit:
+            chunk = stream.read(limit + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) > limit:
+            return _too_large(f"The chunked body is more than {limit} bytes, the limit.")
+        request.META["CONTENT_LENGTH"] = str(len(body))
+        # WSGIRequest wraps wsgi.input in a stream sized from Content-Length (none: empty) when
+        # it is built, before any middleware runs; replace it with the buffered body.
+        request._stream = io.BytesIO(bytes(body))
+        return self.get_response(request)
+
+
+def _too_large(message: str) -> JsonResponse:
+    return JsonResponse(error_body("payload_too_large", message), status=413)

@@ -43,12 +43,21 @@ def amqp_url(worker_id: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def live_env(django_db_setup: None, amqp_url: str) -> dict[str, str]:
     """Environment for child processes: the test databases, the test vhost, fast timings."""
+    # pytest-django creates the test databases only when a collected test is marked django_db;
+    # otherwise DATABASES still names the development databases and the children would use them.
+    name = settings.DATABASES["default"]["NAME"]
+    if not name.startswith("test_"):
+        pytest.fail(
+            f"the test databases were not set up ({name}): mark the tests that start processes django_db"
+        )
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     return {
         **database_env(settings.DATABASES),
         "AMQP_URL": amqp_url,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SERVICE": "legacy",
+        # Tests check what production answers (JSON 404/500, no debug pages), whatever the shell has.
+        "DJANGO_DEBUG": "false",
         "CRM_POLL_INTERVAL_SECONDS": "0.5",
         "MES_STAGE_SECONDS": "0.05",
         "LOG_LEVEL": "WARNING",

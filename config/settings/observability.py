@@ -1,9 +1,9 @@
 """Structured JSON logs (structlog) with request and trace ids; Prometheus metrics."""
 
 import logging
-from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 from config.settings.env import env
 
@@ -11,7 +11,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # "json" or "console"
 METRICS_PORT = env.int("METRICS_PORT", default=0)  # for non-HTTP processes (workers); 0 = off
 
-_shared_processors: list[Any] = [
+_shared_processors: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,

@@ -2,6 +2,7 @@
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
@@ -86,6 +87,7 @@ class OrderDetailApi(StaffApi, generics.RetrieveAPIView):
 
 
 class OrderConfirmApi(StaffApi):
+    @extend_schema(request=None, responses=StaffOrderSerializer)
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(Order, pk=pk)
         order_confirm(order_id=pk, actor=request.user.get_username(), at=timezone.now())
@@ -93,6 +95,7 @@ class OrderConfirmApi(StaffApi):
 
 
 class OrderCancelApi(StaffApi):
+    @extend_schema(request=CancelSerializer, responses=StaffOrderSerializer)
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(Order, pk=pk)
         serializer = CancelSerializer(data=request.data)
@@ -107,10 +110,15 @@ class OrderCancelApi(StaffApi):
 
 
 class OrderNotesApi(StaffApi):
+    @extend_schema(
+        operation_id="crm_api_orders_notes_list",
+        responses=inline_serializer("OrderNotes", {"results": NoteSerializer(many=True)}),
+    )
     def get(self, request: Request, pk: int) -> Response:
         order = get_object_or_404(Order, pk=pk)
         return Response({"results": NoteSerializer(order.notes.all(), many=True).data})
 
+    @extend_schema(request=NoteSerializer, responses={201: NoteSerializer})
     def post(self, request: Request, pk: int) -> Response:
         order = get_object_or_404(Order, pk=pk)
         serializer = NoteSerializer(data=request.data)

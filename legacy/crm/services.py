@@ -58,12 +58,16 @@ def note_add(*, customer: Customer, order: Order | None, author: str, text: str)
 
 @transaction.atomic
 def production_status_apply(*, order_id: int, stage: str, at: datetime) -> Order | None:
-    """Applies a MES status reply to the order; replies that are old or repeated change nothing."""
+    """Applies a MES status reply to the order; replies that are old or repeated change nothing,
+    and a reply naming an unknown order or stage is logged and changes nothing."""
+    stages = [s.value for s in ProductionStatus]
+    if stage not in stages:
+        logger.warning("production.unknown_stage", order_id=order_id, stage=stage)
+        return None
     order = Order.objects.select_for_update().filter(id=order_id).first()
     if order is None:
         logger.warning("production.status_for_unknown_order", order_id=order_id, stage=stage)
         return None
-    stages = [s.value for s in ProductionStatus]
     if order.production_stage and stages.index(stage) <= stages.index(order.production_stage):
         return order
     order.production_stage = stage

@@ -1,6 +1,7 @@
 """The MES's external API: quotes and production orders behind one API key (the boundary problem)."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,6 +11,7 @@ from legacy.mes.authentication import ApiKeyAuthentication, ApiKeyRateThrottle, 
 from legacy.mes.models import ProductionOrder, ProductionStage
 from legacy.mes.services import quote_calculate
 from legacy.shop.models import Product
+from legacy.shop.serializers import JsonIntegerField
 
 
 class ExternalApi(APIView):
@@ -20,13 +22,34 @@ class ExternalApi(APIView):
 
 class QuoteRequestSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=32)
-    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    quantity = JsonIntegerField(min_value=1, max_value=10_000)
     options = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, default=list, max_length=20
     )
 
 
+class QuoteBreakdownSerializer(serializers.Serializer):
+    materials = serializers.DecimalField(max_digits=14, decimal_places=2)
+    labour = serializers.DecimalField(max_digits=14, decimal_places=2)
+    overhead = serializers.DecimalField(max_digits=14, decimal_places=2)
+    margin = serializers.DecimalField(max_digits=14, decimal_places=2)
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+
+
+class QuoteSerializer(serializers.Serializer):
+    """The shape of a quote, for the schema; the view builds the body itself."""
+
+    sku = serializers.CharField()
+    options = serializers.ListField(child=serializers.CharField())
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=14, decimal_places=2)
+    total = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    breakdown = QuoteBreakdownSerializer()
+
+
 class QuoteApi(ExternalApi):
+    @extend_schema(request=QuoteRequestSerializer, responses=QuoteSerializer)
     def post(self, request: Request) -> Response:
         serializer = QuoteRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -88,13 +111,15 @@ class ProductionOrderListApi(ExternalApi, generics.ListAPIView):
         orders = ProductionOrder.objects.prefetch_related("stages")
         order_id = self.request.query_params.get("order_id")
         if order_id is not None:
-            if not order_id.isdigit():
+            # isdigit() also accepts digits int() refuses ("²"); only ASCII digits are an id.
+            if not (order_id.isascii() and order_id.isdigit()):
                 raise serializers.ValidationError({"order_id": ["Must be a whole number."]})
             orders = orders.filter(order_id=int(order_id))
         return orders
 
 
 class ProductionOrderDetailApi(ExternalApi):
+    @extend_schema(responses=ProductionOrderSerializer)
     def get(self, request: Request, pk: int) -> Response:
         production = get_object_or_404(ProductionOrder.objects.prefetch_related("stages"), pk=pk)
         return Response(ProductionOrderSerializer(production).data)

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
@@ -24,6 +25,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.header
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """Describes the MES API key in the OpenAPI schema."""
+
+    target_class = ApiKeyAuthentication
+    name = "mesApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": ApiKeyAuthentication.header}
 
 
 class HasApiKey:

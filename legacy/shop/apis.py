@@ -2,6 +2,7 @@
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,10 +31,15 @@ class CustomerApi(APIView):
 
 
 class OrderListCreateApi(CustomerApi):
+    @extend_schema(
+        operation_id="shop_api_orders_list",
+        responses=inline_serializer("MyOrders", {"results": OrderSerializer(many=True)}),
+    )
     def get(self, request: Request) -> Response:
         orders = selectors.order_list_for(customer=request.user)[:50]
         return Response({"results": OrderSerializer(orders, many=True).data})
 
+    @extend_schema(request=OrderPlaceSerializer, responses={201: OrderSerializer})
     def post(self, request: Request) -> Response:
         serializer = OrderPlaceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -47,6 +53,7 @@ class OrderListCreateApi(CustomerApi):
 
 
 class OrderDetailApi(CustomerApi):
+    @extend_schema(responses=OrderSerializer)
     def get(self, request: Request, public_id: str) -> Response:
         order = get_object_or_404(selectors.order_list_for(customer=request.user), public_id=public_id)
         return Response(OrderSerializer(order).data)

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -34,3 +35,13 @@ class IsCustomer:
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
         return True
+
+
+class CustomerTokenScheme(OpenApiAuthenticationExtension):
+    """Describes the customer token in the OpenAPI schema."""
+
+    target_class = CustomerTokenAuthentication
+    name = "customerToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer"}

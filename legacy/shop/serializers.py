@@ -1,5 +1,7 @@
 """Shop API shapes: products, order requests and orders."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 from legacy.shop.models import Order, OrderLine, OrderStatusChange, Product, ProductOption
@@ -19,9 +21,19 @@ class ProductSerializer(serializers.ModelSerializer):
         fields = ["sku", "name", "description", "options"]
 
 
+class JsonIntegerField(serializers.IntegerField):
+    """An integer that arrives as a JSON integer: DRF's IntegerField also takes "3", "3.0" and 3.0,
+    so a client sending the wrong type would never learn of it."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class OrderLineRequestSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=32)
-    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    quantity = JsonIntegerField(min_value=1, max_value=10_000)
     options = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, default=list, max_length=20
     )

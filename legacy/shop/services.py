@@ -83,3 +83,10 @@ def order_place(*, customer: Customer, lines: list[OrderLineRequest], at: dateti
     OrderStatusChange.objects.create(order=order, status=OrderStatus.PLACED, at=at, actor=customer.email)
     logger.info("order.placed", order_id=order.id, customer_id=customer.id, total=str(order.total))
     return order
+
+
+@transaction.atomic
+def guest_order_place(*, email: str, name: str, lines: list[OrderLineRequest], at: datetime) -> Order:
+    """Places an order for the customer with this email, creating them if new; all or nothing,
+    so a refused order leaves no new customer behind."""
+    return order_place(customer=customer_get_or_create(email=email, name=name), lines=lines, at=at)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from legacy.shop import selectors
 from legacy.shop.models import Order
-from legacy.shop.services import OrderLineRequest, customer_get_or_create, order_place
+from legacy.shop.services import OrderLineRequest, guest_order_place
 from ops.errors import DomainError
 
 
@@ -30,8 +30,9 @@ def order_form(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         options = [code.strip() for code in data["options"].split(",") if code.strip()]
         try:
-            order = order_place(
-                customer=customer_get_or_create(email=data["email"], name=data["name"]),
+            order = guest_order_place(
+                email=data["email"],
+                name=data["name"],
                 lines=[OrderLineRequest(sku=data["sku"], quantity=data["quantity"], options=options)],
                 at=timezone.now(),
             )
