@@ -82,7 +82,7 @@ class ManagedProcess:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        logger.info("process.started", name=self.name, pid=self.popen.pid)
+        logger.debug("process.started", name=self.name, pid=self.popen.pid)
         return self
 
     @property
@@ -113,7 +113,7 @@ class ManagedProcess:
                 self.popen.wait(timeout=5)
         else:
             self.signal(signal.SIGKILL)  # reap children a dead leader may have left
-        logger.info("process.stopped", name=self.name, returncode=self.popen.returncode)
+        logger.debug("process.stopped", name=self.name, returncode=self.popen.returncode)
         return self.popen.returncode
 
     def log_tail(self, lines: int = 40) -> str:
