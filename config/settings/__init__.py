@@ -7,3 +7,4 @@ from config.settings.messaging import *  # noqa: F403
 from config.settings.observability import *  # noqa: F403
 from config.settings.strangler import *  # noqa: F403
 from config.settings.cdc import *  # noqa: F403
+from config.settings.consumers import *  # noqa: F403
