@@ -52,7 +52,8 @@ class OutboxPayloadError(ValueError):
 def outbox_model() -> type[OutboxEvent]:
     if not settings.OUTBOX_MODEL:
         raise ImproperlyConfigured(
-            "No outbox model: pass outbox=<your OutboxEvent subclass> or set OUTBOX_MODEL=app_label.ModelName."
+            "No outbox model: pass outbox=<your OutboxEvent subclass> or set "
+            "OUTBOX_MODEL=app_label.ModelName."
         )
     model = apps.get_model(settings.OUTBOX_MODEL)
     if not issubclass(model, OutboxEvent):
@@ -86,14 +87,16 @@ def outbox_write(
     if not EVENT_TYPE_PATTERN.match(event_type):
         raise OutboxPayloadError(f"event type {event_type!r} does not read <domain>.<entity>.<happened>.v<N>")
     if not isinstance(payload, Mapping):
-        raise OutboxPayloadError(f"the payload of {event_type} must be a JSON object, not {type(payload).__name__}")
+        raise OutboxPayloadError(
+            f"the payload of {event_type} must be a JSON object, not {type(payload).__name__}"
+        )
     try:
         json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise OutboxPayloadError(f"the payload of {event_type} is not plain JSON: {exc}") from exc
     if traceparent is None:
         traceparent = str(structlog.contextvars.get_contextvars().get("traceparent") or "")
-    event = model.objects.using(using).create(
+    event = model._default_manager.using(using).create(
         aggregatetype=aggregate_type,
         aggregateid=str(aggregate_id),
         type=event_type,
@@ -101,5 +104,7 @@ def outbox_write(
         traceparent=traceparent,
         created_at=at or timezone.now(),
     )
-    logger.info("outbox.written", event_id=str(event.id), event_type=event_type, aggregate_id=str(aggregate_id))
+    logger.info(
+        "outbox.written", event_id=str(event.id), event_type=event_type, aggregate_id=str(aggregate_id)
+    )
     return event

@@ -19,7 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cdc.consuming.groups import consumer_groups
 from cdc.consuming.rabbitmq import Topology, topology_declare
-from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, manage_command, wait_http_ok
+from ops.process_group import (
+    PROJECT_ROOT,
+    ManagedProcess,
+    ProcessGroup,
+    free_port,
+    manage_command,
+    wait_http_ok,
+)
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
 PARTITIONS = 4
@@ -118,9 +125,13 @@ def start_consumer(consumer_env: dict[str, str]) -> Iterator[StartConsumer]:
         ) -> RunningConsumer:
             port = free_port()
             log_path = LOG_DIR / f"consumer-{group_name}-{tag or 'main'}-{port}.log"
-            command = manage_command("consume", group_name, "--transport", transport, "--metrics-port", str(port))
+            command = manage_command(
+                "consume", group_name, "--transport", transport, "--metrics-port", str(port)
+            )
             process = group.start(
-                ManagedProcess(f"consume-{group_name}-{tag}", command, {**consumer_env, **(env or {})}, log_path)
+                ManagedProcess(
+                    f"consume-{group_name}-{tag}", command, {**consumer_env, **(env or {})}, log_path
+                )
             )
             assert process.popen is not None
             wait_http_ok(f"http://127.0.0.1:{port}/metrics", seconds=60, process=process.popen)
@@ -134,3 +145,23 @@ def probe_table(transactional_db: None) -> None:
     from tests.consumer_probe import probe_table_reset
 
     probe_table_reset()
+
+
+OrderEventsDelivery = Callable[[list[Any]], None]
+
+
+@pytest.fixture
+def order_events_delivery(consumer_vhost: str) -> OrderEventsDelivery:
+    """Brings the domain events of these confirmed orders to the broker, as CDC does on commit.
+
+    The only dependency of the orchestration tests on the engine: until the CDC branch is merged
+    it publishes what the engine would (tests.event_transport.legacy_order_events); with the
+    engine running on the test databases, override this fixture with one that waits for the
+    engine to have published the orders' events.
+    """
+    from tests.event_transport import amqp_publish, legacy_order_events
+
+    def deliver(orders: list[Any]) -> None:
+        amqp_publish(consumer_vhost, [event for order in orders for event in legacy_order_events(order)])
+
+    return deliver

@@ -23,8 +23,9 @@ probe = ConsumerGroup("test-probe", service="legacy", inbox=InboxEntry)
 def probe_table_reset(using: str = "default") -> None:
     with connections[using].cursor() as cursor:
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (id bigserial PRIMARY KEY, aggregate text NOT NULL, "
-            "seq integer NOT NULL, event_id text NOT NULL, pid integer NOT NULL, at timestamptz DEFAULT now())"
+            f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (id bigserial PRIMARY KEY, "
+            "aggregate text NOT NULL, seq integer NOT NULL, event_id text NOT NULL, pid integer NOT NULL, "
+            "at timestamptz DEFAULT now())"
         )
         cursor.execute(f"TRUNCATE {PROBE_TABLE}")
 

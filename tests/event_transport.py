@@ -25,7 +25,12 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 
 def cloud_event(
-    event_type: str, subject: str, data: dict[str, Any], *, event_id: str | None = None, source: str = "/tests"
+    event_type: str,
+    subject: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    source: str = "/tests",
 ) -> dict[str, Any]:
     return {
         "specversion": "1.0",
@@ -130,15 +135,27 @@ def amqp_queue_depths(url: str, queues: Iterable[str]) -> dict[str, int]:
         return {name: channel.queue_declare(queue=name, passive=True).message_count for name in queues}
 
 
-def kafka_produce(bootstrap_servers: str, topic: str, events: Iterable[dict[str, Any] | bytes]) -> None:
-    """Produces CloudEvents per the contract: key = aggregate id, value = the JSON."""
+def kafka_produce(
+    bootstrap_servers: str, topic: str, events: Iterable[dict[str, Any] | bytes]
+) -> list[tuple[int, int]]:
+    """Produces CloudEvents per the contract (key = aggregate id, value = the JSON); returns the
+    (partition, offset) of each message."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "acks": "all"})
+    positions: list[tuple[int, int]] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        assert error is None, error
+        positions.append((message.partition(), message.offset()))
+
     for event in events:
         if isinstance(event, bytes):
-            producer.produce(topic, value=event, key=b"garbage")
+            producer.produce(topic, value=event, key=b"garbage", on_delivery=delivered)
         else:
-            producer.produce(topic, value=json.dumps(event).encode(), key=event["subject"].encode())
+            producer.produce(
+                topic, value=json.dumps(event).encode(), key=event["subject"].encode(), on_delivery=delivered
+            )
     remaining = producer.flush(30)
     assert remaining == 0, f"{remaining} messages were not delivered to Kafka"
+    return positions

@@ -67,7 +67,9 @@ def cloudevent_parse(body: bytes) -> CloudEvent:
         )
     for attribute in ("id", "source", "type"):
         if not isinstance(document.get(attribute), str) or not document[attribute]:
-            raise MalformedEvent(MalformedEvent.NOT_CLOUDEVENT, f"attribute {attribute!r} is missing or empty")
+            raise MalformedEvent(
+                MalformedEvent.NOT_CLOUDEVENT, f"attribute {attribute!r} is missing or empty"
+            )
     content_type = document.get("datacontenttype", "application/json")
     if content_type != "application/json":
         raise MalformedEvent(

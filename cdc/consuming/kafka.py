@@ -31,7 +31,11 @@ def topics_ensure(bootstrap_servers: str, topics: list[str], *, partitions: int)
     """Creates the topics that do not exist yet (the engine may have created the events topic)."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     existing = set(admin.list_topics(timeout=10).topics)
-    missing = [NewTopic(topic, num_partitions=partitions, replication_factor=1) for topic in topics if topic not in existing]
+    missing = [
+        NewTopic(topic, num_partitions=partitions, replication_factor=1)
+        for topic in topics
+        if topic not in existing
+    ]
     for topic, future in admin.create_topics(missing).items() if missing else ():
         try:
             future.result(timeout=15)
@@ -61,7 +65,9 @@ class KafkaConsumer:
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         topics_ensure(
-            self.bootstrap_servers, [self.topic, dead_letter_topic(self.group.name)], partitions=self.partitions
+            self.bootstrap_servers,
+            [self.topic, dead_letter_topic(self.group.name)],
+            partitions=self.partitions,
         )
         consumer = Consumer(
             {
@@ -78,8 +84,12 @@ class KafkaConsumer:
         )
         consumer.subscribe(
             [self.topic],
-            on_assign=lambda _, parts: logger.info("consumer.partitions_assigned", partitions=[p.partition for p in parts]),
-            on_revoke=lambda _, parts: logger.info("consumer.partitions_revoked", partitions=[p.partition for p in parts]),
+            on_assign=lambda _, parts: logger.info(
+                "consumer.partitions_assigned", partitions=[p.partition for p in parts]
+            ),
+            on_revoke=lambda _, parts: logger.info(
+                "consumer.partitions_revoked", partitions=[p.partition for p in parts]
+            ),
         )
         logger.info("consumer.subscribed", group=self.group.name, topic=self.topic)
         on_ready()
@@ -88,10 +98,11 @@ class KafkaConsumer:
                 message = consumer.poll(0.5)
                 if message is None:
                     continue
-                if message.error():
-                    if message.error().fatal():
-                        raise KafkaException(message.error())
-                    logger.warning("consumer.kafka_error", error=str(message.error()))
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    logger.warning("consumer.kafka_error", error=str(error))
                     continue
                 verdict = self.processor.process(message.value() or b"", wait=lambda s: not stop.wait(s))
                 if verdict.action == Verdict.RELEASE:
@@ -105,10 +116,12 @@ class KafkaConsumer:
             logger.info("consumer.stopped", group=self.group.name)
 
     def _dead_letter(self, producer: Producer, message: Message, verdict: Verdict) -> None:
-        headers: list[tuple[str, Any]] = list(message.headers() or [])
-        headers += [(key, str(value).encode()) for key, value in verdict.dead_letter_headers(self.group.name).items()]
+        headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
         headers += [
-            ("x-original-topic", message.topic().encode()),
+            (key, str(value).encode()) for key, value in verdict.dead_letter_headers(self.group.name).items()
+        ]
+        headers += [
+            ("x-original-topic", str(message.topic()).encode()),
             ("x-original-partition", str(message.partition()).encode()),
             ("x-original-offset", str(message.offset()).encode()),
         ]

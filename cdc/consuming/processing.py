@@ -124,7 +124,7 @@ class EventProcessor:
                 if not wait(self.retry.delay(outages)):
                     return Verdict(Verdict.RELEASE, event=event)
                 continue
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            except Exception as exc:  # any handler failure is retried, then dead-lettered
                 metrics.FAILED.labels(self.group.name, event.type).inc()
                 logger.warning("consumer.handler_failed", attempt=attempt, exc_info=exc)
                 if attempt >= self.retry.max_attempts:
@@ -155,5 +155,10 @@ class EventProcessor:
             attempts=attempts,
         )
         return Verdict(
-            Verdict.DEAD_LETTER, outcome="dead_lettered", reason=reason, detail=detail, attempts=attempts, event=event
+            Verdict.DEAD_LETTER,
+            outcome="dead_lettered",
+            reason=reason,
+            detail=detail,
+            attempts=attempts,
+            event=event,
         )

@@ -145,11 +145,15 @@ class RabbitMQConsumer:
                     self._consume(connection, stop, on_ready)
                     return
             except errors as exc:
-                logger.warning("consumer.broker_unavailable", group=self.group.name, error=str(exc), retry_in=backoff)
+                logger.warning(
+                    "consumer.broker_unavailable", group=self.group.name, error=str(exc), retry_in=backoff
+                )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def _consume(self, connection: kombu.Connection, stop: threading.Event, on_ready: Callable[[], None]) -> None:
+    def _consume(
+        self, connection: kombu.Connection, stop: threading.Event, on_ready: Callable[[], None]
+    ) -> None:
         admin = connection.channel()
         topology_declare(admin, self.topology, self.group.bindings())
         session = _Session(connection=connection, admin=admin, dead_letters=connection.channel())

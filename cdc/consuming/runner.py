@@ -40,7 +40,9 @@ def consumer_group_get(name: str) -> ConsumerGroup:
     return group
 
 
-def consumer_run(*, name: str, transport: str, metrics_port: int, stop: threading.Event | None = None) -> None:
+def consumer_run(
+    *, name: str, transport: str, metrics_port: int, stop: threading.Event | None = None
+) -> None:
     """Consumes for group `name` until `stop` is set or the process gets SIGTERM/SIGINT.
 
     A signal lets the message in hand finish and be acknowledged; what was prefetched goes back to

@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def recorded(aggregate: str, seq: int, **extra: object) -> dict:
-    return cloud_event("test.probe.recorded.v1", f"probe:{aggregate}", {"aggregate": aggregate, "seq": seq, **extra})
+    return cloud_event(
+        "test.probe.recorded.v1", f"probe:{aggregate}", {"aggregate": aggregate, "seq": seq, **extra}
+    )
 
 
 def test_duplicate_event_has_no_second_effect(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
@@ -25,7 +27,9 @@ def test_duplicate_event_has_no_second_effect(consumer_vhost, start_consumer, pr
     amqp_publish(consumer_vhost, [event])
     wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="handled") == 1, seconds=15)
     amqp_publish(consumer_vhost, [event])  # the same id again, as a redelivery would bring it
-    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=15)
+    wait_until(
+        lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=15
+    )
 
     assert [(a, s, i) for a, s, i, _ in probe_effects()] == [("a", 1, event["id"])]
     assert InboxEntry.objects.filter(consumer="test-probe", event_id=event["id"]).count() == 1
@@ -51,7 +55,9 @@ def test_duplicate_confirmed_event_sends_one_production_request(consumer_vhost, 
     consumer = start_consumer("legacy-orchestration")
 
     amqp_publish(consumer_vhost, [confirmed, confirmed])
-    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=15)
+    wait_until(
+        lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=15
+    )
 
     # No Celery worker runs in this test: the MES's queue holds exactly what the CRM sent.
     assert amqp_queue_depths(consumer_vhost, ["mes"]) == {"mes": 1}
@@ -98,7 +104,9 @@ def test_malformed_and_unknown_messages_are_dead_lettered_and_consumer_keeps_goi
     consumer = start_consumer("test-probe")
     rk = "test.probe.recorded.v1"
     amqp_publish_raw(consumer_vhost, b"{not json", routing_key=rk, headers={"aggregate_id": "probe:x"})
-    amqp_publish_raw(consumer_vhost, b'{"hello": "world"}', routing_key=rk, headers={"aggregate_id": "probe:x"})
+    amqp_publish_raw(
+        consumer_vhost, b'{"hello": "world"}', routing_key=rk, headers={"aggregate_id": "probe:x"}
+    )
     unknown = cloud_event("test.probe.recorded.v2", "probe:x", {"aggregate": "x", "seq": 1})
     bad_schema = cloud_event("test.probe.recorded.v1", "probe:x", {"aggregate": "x", "seq": "one"})
     good = recorded("x", 7)

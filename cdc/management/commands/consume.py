@@ -40,8 +40,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name}  (SERVICE={group.service})  {' '.join(group.bindings())}")
             return
         if not options["group"]:
-            raise CommandError("Name the consumer group to run, e.g. `manage.py consume legacy-orchestration` (--list shows them).")
+            raise CommandError(
+                "Name the consumer group to run, e.g. `manage.py consume legacy-orchestration` "
+                "(--list shows them)."
+            )
         try:
-            consumer_run(name=options["group"], transport=options["transport"], metrics_port=options["metrics_port"])
+            consumer_run(
+                name=options["group"], transport=options["transport"], metrics_port=options["metrics_port"]
+            )
         except ConsumerSetupError as exc:
             raise CommandError(str(exc)) from exc
