@@ -53,3 +53,44 @@ def inbox_claim(
             [consumer, event_id, event_type[:255], subject[:255], at],
         )
         return cursor.fetchone() is not None
+
+
+def inbox_claim_many(
+    *,
+    inbox: type[InboxEntry],
+    using: str,
+    consumer: str,
+    events: list[tuple[str, str, str]],
+    at: datetime,
+) -> set[str]:
+    """Claims a batch of (event_id, event_type, subject) in one statement; returns the ids claimed
+    now (the others were handled before). Same transaction rule as `inbox_claim`."""
+    if not events:
+        return set()
+    unique = list(
+        {
+            event_id: (event_id, event_type[:255], subject[:255]) for event_id, event_type, subject in events
+        }.values()
+    )
+    connection = connections[using]
+    table = connection.ops.quote_name(inbox._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (consumer, event_id, event_type, subject, processed_at) "
+            "SELECT %s, e.id, e.type, e.subject, %s FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            "AS e(id, type, subject) ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
+            [consumer, at, [e[0] for e in unique], [e[1] for e in unique], [e[2] for e in unique]],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def inbox_unclaim(*, inbox: type[InboxEntry], using: str, consumer: str, event_ids: list[str]) -> None:
+    """Takes back claims of a batch's messages that were left unhandled (the consumer is stopping)."""
+    if not event_ids:
+        return
+    connection = connections[using]
+    table = connection.ops.quote_name(inbox._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE consumer = %s AND event_id = ANY(%s)", [consumer, event_ids]
+        )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc.consuming.groups import ConsumerGroup
@@ -55,6 +55,7 @@ class KafkaConsumer:
         topic: str,
         partitions: int,
         session_timeout_ms: int,
+        batch_size: int,
     ) -> None:
         self.group = group
         self.processor = processor
@@ -62,6 +63,8 @@ class KafkaConsumer:
         self.topic = topic
         self.partitions = partitions
         self.session_timeout_ms = session_timeout_ms
+        self.batch_size = batch_size
+        self._dead_letter_failures: list[KafkaError] = []
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         topics_ensure(
@@ -93,27 +96,56 @@ class KafkaConsumer:
         )
         logger.info("consumer.subscribed", group=self.group.name, topic=self.topic)
         on_ready()
+        pending: list[Message] = []
         try:
             while not stop.is_set():
-                message = consumer.poll(0.5)
-                if message is None:
+                if not pending:
+                    pending = self._poll(consumer)
                     continue
-                error = message.error()
-                if error is not None:
-                    if error.fatal():
-                        raise KafkaException(error)
-                    logger.warning("consumer.kafka_error", error=str(error))
-                    continue
-                verdict = self.processor.process(message.value() or b"", wait=lambda s: not stop.wait(s))
-                if verdict.action == Verdict.RELEASE:
-                    break  # not committed: the partition's next owner gets it again
-                if verdict.action == Verdict.DEAD_LETTER:
-                    self._dead_letter(producer, message, verdict)
-                consumer.commit(message=message, asynchronous=False)
+                verdicts = self.processor.process_batch(
+                    [message.value() or b"" for message in pending],
+                    wait=lambda seconds: not stop.wait(seconds),
+                    stopping=stop.is_set,
+                )
+                settled, pending = pending[: len(verdicts)], pending[len(verdicts) :]
+                self._settle(consumer, producer, settled, verdicts)
         finally:
             # Leaving the group at once moves the partitions without waiting for the session timeout.
             consumer.close()
             logger.info("consumer.stopped", group=self.group.name)
+
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        messages = []
+        for message in consumer.consume(num_messages=self.batch_size, timeout=0.5):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                logger.warning("consumer.kafka_error", error=str(error))
+        return messages
+
+    def _settle(
+        self, consumer: Consumer, producer: Producer, messages: list[Message], verdicts: list[Verdict]
+    ) -> None:
+        """Dead-letters what must be, then commits the offsets after the settled messages."""
+        offsets: dict[tuple[str, int], int] = {}
+        for message, verdict in zip(messages, verdicts, strict=True):
+            if verdict.action == Verdict.RELEASE:
+                break  # stopping: not committed, the partition's next owner gets it again
+            if verdict.action == Verdict.DEAD_LETTER:
+                self._dead_letter(producer, message, verdict)
+            offsets[(str(message.topic()), int(message.partition() or 0))] = int(message.offset() or 0) + 1
+        if any(v.action == Verdict.DEAD_LETTER for v in verdicts):
+            self._dead_letters_flush(producer)
+        if offsets:
+            consumer.commit(
+                offsets=[
+                    TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()
+                ],
+                asynchronous=False,
+            )
 
     def _dead_letter(self, producer: Producer, message: Message, verdict: Verdict) -> None:
         headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
@@ -125,13 +157,17 @@ class KafkaConsumer:
             ("x-original-partition", str(message.partition()).encode()),
             ("x-original-offset", str(message.offset()).encode()),
         ]
-        failures: list[KafkaError] = []
         producer.produce(
             dead_letter_topic(self.group.name),
             value=message.value(),
             key=message.key(),
             headers=headers,
-            on_delivery=lambda error, _: failures.append(error) if error else None,
+            on_delivery=lambda error, _: self._dead_letter_failures.append(error) if error else None,
         )
-        if producer.flush(30) or failures:
+
+    def _dead_letters_flush(self, producer: Producer) -> None:
+        """Waits until the broker has every dead letter; the originals' offsets are committed after."""
+        remaining = producer.flush(30)
+        failures, self._dead_letter_failures = self._dead_letter_failures, []
+        if remaining or failures:
             raise KafkaException(failures[0] if failures else "dead-letter produce timed out")

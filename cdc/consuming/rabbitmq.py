@@ -16,6 +16,7 @@ its channel on the excess ones between two messages, which passes them on to a w
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -122,6 +123,7 @@ class RabbitMQConsumer:
         exchange: str,
         partitions: int,
         prefetch: int,
+        batch_size: int,
         rebalance_seconds: float,
         heartbeat_seconds: int,
     ) -> None:
@@ -130,6 +132,7 @@ class RabbitMQConsumer:
         self.url = url
         self.topology = Topology(group=group.name, exchange=exchange, partitions=partitions)
         self.prefetch = prefetch
+        self.batch_size = batch_size
         self.rebalance_seconds = rebalance_seconds
         self.heartbeat_seconds = heartbeat_seconds
 
@@ -169,10 +172,9 @@ class RabbitMQConsumer:
         on_ready()
         next_rebalance = time.monotonic() + self.rebalance_seconds
         while not stop.is_set():
+            self._fill(session)
             if session.pending:
                 self._settle(session, stop)
-            else:
-                self._drain(connection, timeout=0.5)
             connection.heartbeat_check()
             if time.monotonic() >= next_rebalance:
                 self._rebalance(session)
@@ -194,6 +196,16 @@ class RabbitMQConsumer:
         channel.basic_consume(self.topology.partition_queue(partition), callback=deliver)
         return subscription
 
+    def _fill(self, session: _Session) -> None:
+        """Reads deliveries until a batch is in hand or the socket has no more; waits only when idle."""
+        timeout = 0.0 if session.pending else 0.5
+        while len(session.pending) < self.batch_size:
+            try:
+                session.connection.drain_events(timeout=timeout)
+            except TimeoutError:  # socket.timeout is TimeoutError
+                return
+            timeout = 0.0
+
     @staticmethod
     def _drain(connection: kombu.Connection, *, timeout: float) -> None:
         try:
@@ -202,8 +214,8 @@ class RabbitMQConsumer:
             pass
 
     def _settle(self, session: _Session, stop: threading.Event) -> None:
-        subscription, message = session.pending.popleft()
-        body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+        """Hands the oldest messages in hand to the processor as one batch and settles its verdicts."""
+        batch = list(itertools.islice(session.pending, self.batch_size))
 
         def wait(seconds: float) -> bool:
             deadline = time.monotonic() + seconds
@@ -211,25 +223,29 @@ class RabbitMQConsumer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return True
+                # New deliveries only join the end of `pending`; the batch stays at its head.
                 self._drain(session.connection, timeout=min(remaining, 0.5))
                 session.connection.heartbeat_check()
             return False
 
-        verdict = self.processor.process(body, wait=wait)
-        tag = message.delivery_info["delivery_tag"]
-        if verdict.action == Verdict.RELEASE:
-            return  # stopping: the channel's close at the end requeues it
-        if verdict.action == Verdict.DEAD_LETTER:
-            self._dead_letter(session, message, body, verdict)
-        subscription.channel.basic_ack(tag)
+        verdicts = self.processor.process_batch(
+            [message.body for _, message in batch], wait=wait, stopping=stop.is_set
+        )
+        for (subscription, message), verdict in zip(batch, verdicts, strict=False):
+            session.pending.popleft()
+            if verdict.action == Verdict.RELEASE:
+                continue  # stopping: the channel's close at the end requeues it
+            if verdict.action == Verdict.DEAD_LETTER:
+                self._dead_letter(session, message, verdict)
+            subscription.channel.basic_ack(message.delivery_info["delivery_tag"])
 
-    def _dead_letter(self, session: _Session, message: amqp.Message, body: bytes, verdict: Verdict) -> None:
+    def _dead_letter(self, session: _Session, message: amqp.Message, verdict: Verdict) -> None:
         properties = {key: message.properties[key] for key in KEPT_PROPERTIES if key in message.properties}
         headers = dict(message.properties.get("application_headers") or {})
         headers.update(verdict.dead_letter_headers(self.group.name))
         headers["x-original-exchange"] = message.delivery_info.get("exchange", "")
         headers["x-original-routing-key"] = message.delivery_info.get("routing_key", "")
-        copy = amqp.Message(body, delivery_mode=2, application_headers=headers, **properties)
+        copy = amqp.Message(message.body, delivery_mode=2, application_headers=headers, **properties)
         # Confirmed before the original is acknowledged: a crash in between duplicates, never loses.
         session.dead_letters.basic_publish_confirm(
             copy, exchange=self.topology.dead_letter, routing_key="", confirm_timeout=30

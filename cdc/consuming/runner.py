@@ -86,6 +86,7 @@ def consumer_run(
             topic=settings.CDC_KAFKA_TOPIC,
             partitions=settings.CONSUMER_PARTITIONS,
             session_timeout_ms=settings.CONSUMER_KAFKA_SESSION_TIMEOUT_MS,
+            batch_size=settings.CONSUMER_BATCH_SIZE,
         ).run(stop, on_ready)
     else:
         RabbitMQConsumer(
@@ -95,6 +96,7 @@ def consumer_run(
             exchange=settings.CDC_EXCHANGE,
             partitions=settings.CONSUMER_PARTITIONS,
             prefetch=settings.CONSUMER_PREFETCH,
+            batch_size=settings.CONSUMER_BATCH_SIZE,
             rebalance_seconds=settings.CONSUMER_REBALANCE_SECONDS,
             heartbeat_seconds=settings.CONSUMER_HEARTBEAT_SECONDS,
         ).run(stop, on_ready)

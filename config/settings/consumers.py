@@ -21,6 +21,9 @@ CONSUMER_TRANSPORT = env.str("CONSUMER_TRANSPORT", default="rabbitmq")
 CONSUMER_PARTITIONS = env.int("CONSUMER_PARTITIONS", default=4)
 # Unacknowledged messages a consumer holds per partition queue.
 CONSUMER_PREFETCH = env.int("CONSUMER_PREFETCH", default=20)
+# Messages in hand handled in one database transaction (one commit, one disk flush); a batch
+# never waits to fill, so a quiet consumer handles each event at once.
+CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=50)
 # A failing handler is retried in place (later events of the same partition wait, keeping order),
 # with exponential backoff, then the message is dead-lettered with the exception.
 CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=5)

@@ -22,13 +22,16 @@ def recorded(aggregate: str, seq: int, **extra: object) -> dict:
 
 
 def test_duplicate_event_has_no_second_effect(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
-    consumer = start_consumer("test-probe")
+    group_topology_declare(consumer_vhost, "test-probe")
     event = recorded("a", 1)
-    amqp_publish(consumer_vhost, [event])
-    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="handled") == 1, seconds=15)
-    amqp_publish(consumer_vhost, [event])  # the same id again, as a redelivery would bring it
+    amqp_publish(consumer_vhost, [event, event])  # twice before the consumer runs: one batch
+    consumer = start_consumer("test-probe")
     wait_until(
         lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=15
+    )
+    amqp_publish(consumer_vhost, [event])  # and again later, as a redelivery would bring it
+    wait_until(
+        lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 2, seconds=15
     )
 
     assert [(a, s, i) for a, s, i, _ in probe_effects()] == [("a", 1, event["id"])]
@@ -70,8 +73,8 @@ def test_consumer_killed_mid_batch_redelivers_without_second_effect(  # type: ig
     consumer_vhost, start_consumer, probe_table
 ) -> None:
     topology = group_topology_declare(consumer_vhost, "test-probe")
-    # Event 5 kills its consumer right after its transaction commits, before the ack: the broker
-    # redelivers it and the inbox must recognise it. Then a second kill lands anywhere in the batch.
+    # Event 5 kills its consumer right after its batch's transaction commits, before the acks: the
+    # broker redelivers the batch and the inbox must recognise it. Then a second kill lands anywhere.
     events = [recorded("k", seq, sleep_seconds=0.05, kill_after_commit=seq == 5) for seq in range(1, 61)]
     amqp_publish(consumer_vhost, events)
 
@@ -79,14 +82,15 @@ def test_consumer_killed_mid_batch_redelivers_without_second_effect(  # type: ig
     assert first.process.popen is not None
     first.process.popen.wait(timeout=30)
     assert first.process.popen.returncode == -signal.SIGKILL
-    assert [seq for _, seq, _, _ in probe_effects()] == [1, 2, 3, 4, 5]
+    committed = [seq for _, seq, _, _ in probe_effects()]
+    assert committed == list(range(1, len(committed) + 1)) and 5 in committed
 
     second = start_consumer("test-probe", tag="second")
     wait_until(lambda: len(probe_effects()) >= 20, seconds=30)
     second.process.signal(signal.SIGKILL)
     assert second.process.popen is not None
     second.process.popen.wait(timeout=10)
-    assert [e["event_id"] for e in second.log_events("consumer.duplicate_skipped")][:1] == [events[4]["id"]]
+    assert events[4]["id"] in {e["event_id"] for e in second.log_events("consumer.duplicate_skipped")}
     assert len(probe_effects()) < 60, "the second kill came mid-batch"
 
     start_consumer("test-probe", tag="third")
@@ -128,15 +132,18 @@ def test_malformed_and_unknown_messages_are_dead_lettered_and_consumer_keeps_goi
 
 
 def test_failing_handler_is_retried_then_dead_lettered(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
+    group_topology_declare(consumer_vhost, "test-probe")
+    failing = cloud_event("test.probe.failing.v1", "probe:f", {"seq": 3})
+    # One batch: the failure rolls back the two events before it, which are redone once.
+    amqp_publish(consumer_vhost, [recorded("f", 1), recorded("f", 2), failing, recorded("f", 4)])
     consumer = start_consumer("test-probe")
-    failing = cloud_event("test.probe.failing.v1", "probe:f", {"seq": 1})
-    amqp_publish(consumer_vhost, [failing, recorded("f", 2)])
 
-    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="handled") == 1, seconds=15)
+    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="handled") == 3, seconds=15)
+    assert [(a, s) for a, s, _, _ in probe_effects()] == [("f", 1), ("f", 2), ("f", 4)]
     (dead,) = amqp_drain(consumer_vhost, "test-probe.dead-letter")
     assert dead.headers["x-death-reason"] == "handler_failed"
     assert dead.headers["x-attempts"] == 3
-    assert dead.headers["x-exception"] == "RuntimeError: probe handler fails on purpose (seq 1)"
+    assert dead.headers["x-exception"] == "RuntimeError: probe handler fails on purpose (seq 3)"
     assert dead.headers["x-original-routing-key"] == "test.probe.failing.v1"
     assert dead.headers["aggregate_id"] == "probe:f"
     assert json.loads(dead.body)["id"] == failing["id"]
@@ -158,5 +165,9 @@ def test_sigterm_finishes_the_message_in_hand_then_exits(consumer_vhost, start_c
     assert consumer.process.popen.returncode == 0
     assert [(a, s) for a, s, _, _ in probe_effects()] == [("g", 1)], "the message in hand was finished"
     assert consumer.log_events("consumer.stopped")
-    # Acknowledged: only the four others are back in the queue for the next consumer.
+    # Acknowledged: only the four others are back in the queue for the next consumer, which
+    # handles them (their inbox claims in the stopped batch were given back).
     assert sum(amqp_queue_depths(consumer_vhost, topology.partition_queues).values()) == 4
+    start_consumer("test-probe", tag="after")
+    wait_until(lambda: len(probe_effects()) == 5, seconds=30)
+    assert [s for _, s, _, _ in probe_effects()] == [1, 2, 3, 4, 5]
