@@ -171,3 +171,30 @@ def test_sigterm_finishes_the_message_in_hand_then_exits(consumer_vhost, start_c
     start_consumer("test-probe", tag="after")
     wait_until(lambda: len(probe_effects()) == 5, seconds=30)
     assert [s for _, s, _, _ in probe_effects()] == [1, 2, 3, 4, 5]
+
+
+def test_consumer_reconnects_after_losing_the_broker_without_second_effect(  # type: ignore[no-untyped-def]
+    consumer_vhost, start_consumer, probe_table
+) -> None:
+    from tests.tcp_forwarder import TcpForwarder
+
+    group_topology_declare(consumer_vhost, "test-probe")
+    events = [recorded(f"r{seq % 3}", seq, sleep_seconds=0.01) for seq in range(1, 301)]
+    amqp_publish(consumer_vhost, events)
+    with TcpForwarder("127.0.0.1", 5672) as forwarder:
+        vhost = consumer_vhost.rsplit("/", 1)[1]
+        consumer = start_consumer(
+            "test-probe", env={"CDC_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}"}
+        )
+        wait_until(lambda: len(probe_effects()) >= 60, seconds=30)
+        forwarder.cut()  # mid-stream: acks and deliveries in flight are lost
+        wait_until(lambda: len(probe_effects()) == 300, seconds=60)
+        time.sleep(0.5)
+
+    assert consumer.log_events("consumer.broker_unavailable"), "the consumer saw the connection go"
+    assert consumer.process.alive()
+    effects = probe_effects()
+    assert sorted(s for _, s, _, _ in effects) == list(range(1, 301)), "one effect per event"
+    for aggregate in ("r0", "r1", "r2"):
+        seqs = [s for a, s, _, _ in effects if a == aggregate]
+        assert seqs == sorted(seqs), "each aggregate stayed in order"
