@@ -34,11 +34,10 @@ class OutboxEvent(models.Model):
     payload = models.JSONField()
     # W3C trace context of the request that made the change, carried into the event.
     traceparent = models.CharField(max_length=55, blank=True, default="")
-    created_at = models.DateTimeField()
+    created_at = models.DateTimeField(db_index=True)
 
     class Meta:
         abstract = True
-        indexes = [models.Index(fields=["created_at"], name="%(app_label)s_%(class)s_at")]
 
 
 class OutboxOutsideTransaction(RuntimeError):

@@ -18,14 +18,15 @@ class InboxEntry(models.Model):
     event_id = models.CharField(max_length=255)
     event_type = models.CharField(max_length=255)
     subject = models.CharField(max_length=255, blank=True, default="")
-    processed_at = models.DateTimeField()
+    # Indexed for pruning old entries (an unnamed index: a name built from a long app label and
+    # class name would pass Django's 30-character limit).
+    processed_at = models.DateTimeField(db_index=True)
 
     class Meta:
         abstract = True
         constraints = [
             models.UniqueConstraint(fields=["consumer", "event_id"], name="%(app_label)s_%(class)s_once")
         ]
-        indexes = [models.Index(fields=["processed_at"], name="%(app_label)s_%(class)s_at")]
 
 
 def inbox_claim(
