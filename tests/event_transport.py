@@ -46,35 +46,51 @@ def cloud_event(
 
 
 def legacy_order_events(order: Order) -> list[dict[str, Any]]:
-    """shop.order.placed.v1 then shop.order.confirmed.v1 for a confirmed order, as CDC emits them."""
+    """The events CDC emits for a confirmed order's rows, in change order: shop.order.created.v1
+    (the order row), shop.order_line.added.v1 (each line), shop.order.placed.v1 and
+    shop.order.confirmed.v1 (the status history rows); data shaped as the engine's schemas."""
     subject = f"order:{order.id}"
-    lines = [
-        {"line_id": line.id, "sku": line.product.sku, "quantity": line.quantity, "options": line.options}
-        for line in order.lines.select_related("product").order_by("id")
-    ]
-    return [
+    source = "/legacy/shop"
+    events = [
         cloud_event(
-            "shop.order.placed.v1",
+            "shop.order.created.v1",
             subject,
             {
                 "order_id": order.id,
-                "order_public_id": str(order.public_id),
+                "public_id": str(order.public_id),
                 "customer_id": order.customer_id,
+                "status": "placed",
                 "total": str(order.total),
                 "currency": order.currency,
-                "lines": lines,
+                "created_at": order.created_at.isoformat(),
             },
-            event_id=f"test:{order.id}:placed",
-            source="/legacy/shop",
-        ),
-        cloud_event(
-            "shop.order.confirmed.v1",
-            subject,
-            {"order_id": order.id, "order_public_id": str(order.public_id)},
-            event_id=f"test:{order.id}:confirmed",
-            source="/legacy/shop",
-        ),
+            event_id=f"test:{order.id}:created",
+            source=source,
+        )
     ]
+    for line in order.lines.select_related("product").order_by("id"):
+        data = {
+            "order_id": order.id,
+            "line_id": line.id,
+            "product_id": line.product_id,
+            "sku": line.product.sku,
+            "quantity": line.quantity,
+            "options": line.options,
+            "unit_price": str(line.unit_price),
+            "line_total": str(line.line_total),
+        }
+        events.append(
+            cloud_event(
+                "shop.order_line.added.v1", subject, data, event_id=f"test:line:{line.id}", source=source
+            )
+        )
+    for change in order.history.order_by("at", "id"):
+        data = {"order_id": order.id, "at": change.at.isoformat(), "actor": change.actor, "note": change.note}
+        event_type = f"shop.order.{change.status}.v1"
+        events.append(
+            cloud_event(event_type, subject, data, event_id=f"test:history:{change.id}", source=source)
+        )
+    return events
 
 
 def amqp_publish_raw(

@@ -21,8 +21,10 @@ orchestration = ConsumerGroup("legacy-orchestration", service="legacy", inbox=In
 
 @dataclass(frozen=True)
 class OrderConfirmed:
+    """What this consumer needs of shop.order.confirmed.v1: the order's lines are read from the
+    shared database, which is this consumer's own (so no projection of order lines is kept)."""
+
     order_id: int
-    order_public_id: str
 
 
 @orchestration.handles("shop.order.confirmed.v1", OrderConfirmed)
