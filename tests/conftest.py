@@ -24,6 +24,7 @@ from ops.process_group import (
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
+pytest_plugins = ["tests.consumer_fixtures"]
 
 
 def _rabbitmqctl(*args: str) -> None:

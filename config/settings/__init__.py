@@ -2,6 +2,7 @@
 
 from config.settings.base import *  # noqa: F403
 from config.settings.cdc import *  # noqa: F403
+from config.settings.consumers import *  # noqa: F403
 from config.settings.databases import *  # noqa: F403
 from config.settings.domain import *  # noqa: F403
 from config.settings.messaging import *  # noqa: F403

@@ -1,7 +1,8 @@
-"""CRM tables on the shared database: staff notes on customers and orders."""
+"""CRM tables on the shared database: staff notes on customers and orders, the events inbox."""
 
 from django.db import models
 
+from cdc.consuming.inbox import InboxEntry as BaseInboxEntry
 from legacy.shop.models import Customer, Order
 
 
@@ -15,3 +16,10 @@ class Note(models.Model):
     class Meta:
         db_table = "crm_note"
         ordering = ["-created_at", "-id"]
+
+
+class InboxEntry(BaseInboxEntry):
+    """Events the CRM's consumers have handled (see cdc.consuming.inbox)."""
+
+    class Meta(BaseInboxEntry.Meta):
+        db_table = "crm_inbox"

@@ -1,6 +1,7 @@
-"""The CRM's polling orchestrator, as it runs today: poll the shared database, send to the MES.
+"""The CRM's orchestrator: send confirmed orders to the MES, found by polling the shared database
+(ORCHESTRATION_MODE=polling, today) or told by a shop.order.confirmed event (events mode).
 
-It publishes while holding the row locks and marks the orders sent in the same transaction: a
+Both publish while holding the row locks and marks the orders sent in the same transaction: a
 crash after publishing and before commit sends an order twice, which the MES absorbs because a
 production order is unique per shop order. Nothing is lost; the cost is the polling delay.
 """
@@ -45,3 +46,26 @@ def confirmed_orders_dispatch(
     if orders:
         logger.info("crm.orders_sent_to_mes", count=len(orders), first_order_id=orders[0].id)
     return len(orders)
+
+
+def order_production_dispatch(*, order_id: int, at: datetime, send: Callable[[dict[str, Any]], None]) -> bool:
+    """Sends one order to the MES if it is confirmed and not sent yet; False when there is nothing to do.
+
+    The events-mode step. It waits for the row lock rather than skipping it, so an order the
+    polling loop is sending at the same moment (during a switch of modes) is found sent, not sent
+    twice; an order cancelled before its event was handled is not sent.
+    """
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update(of=("self",))
+            .filter(id=order_id, status=OrderStatus.CONFIRMED, sent_to_mes_at__isnull=True)
+            .prefetch_related("lines__product")
+            .first()
+        )
+        if order is None:
+            logger.info("crm.order_not_sent_to_mes", order_id=order_id, why="not confirmed or already sent")
+            return False
+        send(production_request(order))
+        Order.objects.filter(id=order.id).update(sent_to_mes_at=at)
+    logger.info("crm.orders_sent_to_mes", count=1, first_order_id=order_id)
+    return True

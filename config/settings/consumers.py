@@ -1,0 +1,38 @@
+"""Settings of event consumers (RabbitMQ or Kafka) and of the transactional outbox."""
+
+from config.settings.env import env
+
+# Shared with the CDC engine (the same names and defaults are in config/settings/cdc.py on the
+# engine's branch: keep one definition when both are merged).
+CDC_EXCHANGE = env.str("CDC_EXCHANGE", default="domain.events")
+CDC_AMQP_URL = env.str(
+    "CDC_AMQP_URL", default=env.str("AMQP_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+)
+CDC_KAFKA_BOOTSTRAP_SERVERS = env.str("CDC_KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092")
+CDC_KAFKA_TOPIC = env.str("CDC_KAFKA_TOPIC", default="domain.events")
+
+# Modules that define consumer groups (each registers its groups when imported).
+CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=["legacy.crm.consumers"])
+# "rabbitmq" or "kafka": the broker `manage.py consume` reads from.
+CONSUMER_TRANSPORT = env.str("CONSUMER_TRANSPORT", default="rabbitmq")
+# RabbitMQ: events are spread over this many partition queues by a hash of the aggregate id; each
+# queue has one active consumer at a time, which keeps an aggregate's events in order. Changing
+# it re-maps aggregates to partitions: drain the queues first.
+CONSUMER_PARTITIONS = env.int("CONSUMER_PARTITIONS", default=4)
+# Unacknowledged messages a consumer holds per partition queue.
+CONSUMER_PREFETCH = env.int("CONSUMER_PREFETCH", default=20)
+# Messages in hand handled in one database transaction (one commit, one disk flush); a batch
+# never waits to fill, so a quiet consumer handles each event at once.
+CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=50)
+# A failing handler is retried in place (later events of the same partition wait, keeping order),
+# with exponential backoff, then the message is dead-lettered with the exception.
+CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=5)
+CONSUMER_RETRY_BASE_SECONDS = env.float("CONSUMER_RETRY_BASE_SECONDS", default=0.5)
+CONSUMER_RETRY_MAX_SECONDS = env.float("CONSUMER_RETRY_MAX_SECONDS", default=30.0)
+# How often a RabbitMQ consumer checks it holds no more than its share of the partitions.
+CONSUMER_REBALANCE_SECONDS = env.float("CONSUMER_REBALANCE_SECONDS", default=5.0)
+CONSUMER_HEARTBEAT_SECONDS = env.int("CONSUMER_HEARTBEAT_SECONDS", default=30)
+CONSUMER_KAFKA_SESSION_TIMEOUT_MS = env.int("CONSUMER_KAFKA_SESSION_TIMEOUT_MS", default=10_000)
+
+# The concrete outbox model ("app_label.ModelName") `outbox_write` uses when not given one.
+OUTBOX_MODEL = env.str("OUTBOX_MODEL", default="")

@@ -1,0 +1,167 @@
+"""Fixtures of the consumer tests (registered from tests/conftest.py): a RabbitMQ vhost per test,
+consumer processes started through `manage.py consume`, the probe's effect table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import kombu
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cdc.consuming.groups import consumer_groups
+from cdc.consuming.rabbitmq import Topology, topology_declare
+from ops.process_group import (
+    PROJECT_ROOT,
+    ManagedProcess,
+    ProcessGroup,
+    free_port,
+    manage_command,
+    wait_http_ok,
+)
+
+LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
+PARTITIONS = 4
+
+
+def wait_until(predicate: Callable[[], Any], *, seconds: float, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what or 'condition'} not met within {seconds} s")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def consumer_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of its own for one test: queues, dead letters and counts start empty."""
+    vhost = f"test-{os.environ.get('DB_NAME_PREFIX', '')}consumers-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def consumer_env(live_env: dict[str, str], consumer_vhost: str) -> dict[str, str]:
+    return {
+        **live_env,
+        "SERVICE": "legacy",
+        "AMQP_URL": consumer_vhost,
+        "CDC_AMQP_URL": consumer_vhost,
+        "ORCHESTRATION_MODE": "events",
+        "CONSUMER_MODULES": "legacy.crm.consumers,tests.consumer_probe",
+        "CONSUMER_PARTITIONS": str(PARTITIONS),
+        "CONSUMER_MAX_ATTEMPTS": "3",
+        "CONSUMER_RETRY_BASE_SECONDS": "0.05",
+        "CONSUMER_RETRY_MAX_SECONDS": "0.5",
+        "CONSUMER_REBALANCE_SECONDS": "1",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def group_topology_declare(url: str, group_name: str) -> Topology:
+    """Declares a group's queues before any consumer runs, so events published now wait for it."""
+    group = consumer_groups()[group_name]
+    topology = Topology(group=group_name, exchange="domain.events", partitions=PARTITIONS)
+    with kombu.Connection(url) as connection:
+        topology_declare(connection.channel(), topology, group.bindings())
+    return topology
+
+
+@dataclass
+class RunningConsumer:
+    process: ManagedProcess
+    metrics_url: str
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines of the process whose event name is `event`."""
+        assert self.process.log_path is not None
+        lines = []
+        for line in self.process.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("event") == event:
+                    lines.append(record)
+        return lines
+
+
+StartConsumer = Callable[..., RunningConsumer]
+
+
+@pytest.fixture
+def start_consumer(consumer_env: dict[str, str]) -> Iterator[StartConsumer]:
+    """Starts `manage.py consume <group>` processes, stopped at the end of the test."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with ProcessGroup() as group:
+
+        def start(
+            group_name: str, *, tag: str = "", env: dict[str, str] | None = None, transport: str = "rabbitmq"
+        ) -> RunningConsumer:
+            port = free_port()
+            log_path = LOG_DIR / f"consumer-{group_name}-{tag or 'main'}-{port}.log"
+            command = manage_command(
+                "consume", group_name, "--transport", transport, "--metrics-port", str(port)
+            )
+            process = group.start(
+                ManagedProcess(
+                    f"consume-{group_name}-{tag}", command, {**consumer_env, **(env or {})}, log_path
+                )
+            )
+            assert process.popen is not None
+            wait_http_ok(f"http://127.0.0.1:{port}/metrics", seconds=60, process=process.popen)
+            return RunningConsumer(process=process, metrics_url=f"http://127.0.0.1:{port}/metrics")
+
+        yield start
+
+
+@pytest.fixture
+def probe_table(transactional_db: None) -> None:
+    from tests.consumer_probe import probe_table_reset
+
+    probe_table_reset()
+
+
+OrderEventsDelivery = Callable[[list[Any]], None]
+
+
+@pytest.fixture
+def order_events_delivery(consumer_vhost: str) -> OrderEventsDelivery:
+    """Brings the domain events of these confirmed orders to the broker, as CDC does on commit.
+
+    The only dependency of the orchestration tests on the engine: until the CDC branch is merged
+    it publishes what the engine would (tests.event_transport.legacy_order_events); with the
+    engine running on the test databases, override this fixture with one that waits for the
+    engine to have published the orders' events.
+    """
+    from tests.event_transport import amqp_publish, legacy_order_events
+
+    def deliver(orders: list[Any]) -> None:
+        amqp_publish(consumer_vhost, [event for order in orders for event in legacy_order_events(order)])
+
+    return deliver
