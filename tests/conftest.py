@@ -71,6 +71,9 @@ class LegacyStack:
     processes: dict[str, ManagedProcess]
 
 
+_running_stacks: list[LegacyStack] = []
+
+
 def start_legacy_stack(group: ProcessGroup, env: dict[str, str], tag: str) -> LegacyStack:
     port = free_port()
     processes = {}
@@ -79,11 +82,30 @@ def start_legacy_stack(group: ProcessGroup, env: dict[str, str], tag: str) -> Le
         processes[name] = group.start(ManagedProcess(name, command, env, log_path))
     base_url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{base_url}/healthz", seconds=30, process=processes["web"].popen)
-    return LegacyStack(base_url=base_url, processes=processes)
+    stack = LegacyStack(base_url=base_url, processes=processes)
+    _running_stacks.append(stack)
+    return stack
 
 
 @pytest.fixture(scope="session")
 def legacy_stack(live_env: dict[str, str], worker_id: str) -> Iterator[LegacyStack]:
     """The monolith's web, worker and scheduler, running until the end of the session."""
     with ProcessGroup() as group:
-        yield start_legacy_stack(group, live_env, f"legacy-{worker_id}")
+        stack = start_legacy_stack(group, live_env, f"legacy-{worker_id}")
+        yield stack
+    _running_stacks.remove(stack)
+
+
+@pytest.fixture
+def polling_paused() -> Iterator[None]:
+    """Stops the CRM's polling scheduler of every running legacy stack for one test.
+
+    The session's legacy stack polls the same test database in `polling` mode; a test of the
+    events mode would otherwise race it for every confirmed order it creates.
+    """
+    paused = [stack.processes["beat"] for stack in _running_stacks if stack.processes["beat"].alive()]
+    for beat in paused:
+        beat.stop()
+    yield
+    for beat in paused:
+        beat.start()
