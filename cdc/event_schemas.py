@@ -20,15 +20,28 @@ class EventSchemaError(ValueError):
     """An event that does not match its type's schema, or whose type has no schema."""
 
 
+def schema_dirs() -> list[Path]:
+    """cdc/schemas, then any directory of settings.CDC_EXTRA_SCHEMA_DIRS (services' own types)."""
+    from django.conf import settings
+
+    return [SCHEMA_DIR, *(Path(d) for d in getattr(settings, "CDC_EXTRA_SCHEMA_DIRS", []))]
+
+
+def _schema_file(file_name: str) -> Path | None:
+    return next((d / file_name for d in schema_dirs() if (d / file_name).is_file()), None)
+
+
 @cache
 def _validator(file_name: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMA_DIR / file_name).read_text())
+    path = _schema_file(file_name)
+    assert path is not None, file_name
+    schema = json.loads(path.read_text())
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def known_event_types() -> list[str]:
-    return sorted(p.stem for p in SCHEMA_DIR.glob("*.json") if not p.name.startswith("_"))
+    return sorted({p.stem for d in schema_dirs() for p in d.glob("*.json") if not p.name.startswith("_")})
 
 
 def _first_error(validator: Draft202012Validator, instance: Any) -> str | None:
@@ -46,7 +59,7 @@ def event_validate(event: Mapping[str, Any]) -> None:
     if problem:
         raise EventSchemaError(f"event {event.get('id')!r} is not a valid CloudEvent: {problem}")
     event_type = event["type"]
-    if not (SCHEMA_DIR / f"{event_type}.json").is_file():
+    if _schema_file(f"{event_type}.json") is None:
         raise EventSchemaError(
             f"event type {event_type!r} has no schema; add cdc/schemas/{event_type}.json before publishing it"
         )

@@ -57,3 +57,5 @@ CDC_DATABASE_PASSWORD_FALLBACK = env.str("CDC_DATABASE_PASSWORD_FALLBACK", defau
 # publication "<prefix>cdc_outbox_<database>_<table>" unless these are set.
 CDC_OUTBOX_SLOT_NAME = env.str("CDC_OUTBOX_SLOT_NAME", default="")
 CDC_OUTBOX_PUBLICATION_NAME = env.str("CDC_OUTBOX_PUBLICATION_NAME", default="")
+# Directories of further event schemas (<type>.json) besides cdc/schemas/, e.g. a service's own.
+CDC_EXTRA_SCHEMA_DIRS = env.list("CDC_EXTRA_SCHEMA_DIRS", default=[])
