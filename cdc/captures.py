@@ -74,16 +74,17 @@ def outbox_engine_config(*, database: str, table: str) -> EngineConfig:
     if database not in settings.DATABASE_NAMES:
         raise ValueError(f"database {database!r} is not one of {', '.join(settings.DATABASE_NAMES)}")
     suffix = f"{database}_{table}"
-    slot = f"{settings.DB_NAME_PREFIX}cdc_outbox_{suffix}".lower()
+    slot = settings.CDC_OUTBOX_SLOT_NAME or f"{settings.DB_NAME_PREFIX}cdc_outbox_{suffix}".lower()
     return EngineConfig(
         name=f"outbox-{suffix}",
         target=CaptureTarget(
             database_alias=database_alias(database),
             tables=(table,),
-            slot_name=settings.CDC_OUTBOX_SLOT_NAME or slot,
+            slot_name=slot,
             publication_name=settings.CDC_OUTBOX_PUBLICATION_NAME or slot,
         ),
-        offset_table=f"cdc_offsets_outbox_{suffix}".lower(),
+        # Named after the slot: offsets are positions in that slot's history and nobody else's.
+        offset_table=f"cdc_offsets_{slot}",
         topic_prefix=f"outbox_{suffix}".lower(),
         outbox=True,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,6 +109,21 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
     return properties
 
 
+def offsets_reset(config: EngineConfig, *, dry_run: bool) -> list[str]:
+    """Forgets the engine's position (its offset table and last-event record): offsets of a dropped
+    slot point into WAL the server no longer keeps, and Debezium refuses to start from them."""
+    from django.db import connections
+
+    with connections[_control_alias()].cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [config.offset_table])
+        exists = cursor.fetchone()[0]
+        if exists and not dry_run:
+            cursor.execute(f'DROP TABLE "{config.offset_table}"')
+    if not dry_run:
+        EngineState.objects.filter(name=config.name).delete()
+    return [f"drop offset table {config.offset_table}"] if exists else []
+
+
 def _control_alias() -> str:
     from config.routers import database_alias
 
@@ -138,11 +154,17 @@ class PublishingHandler(BasePythonChangeHandler):
     """Translates a batch, publishes it, waits for the confirms, remembers the last event.
     Raising here is how a batch is refused: Debezium does not commit it."""
 
-    def __init__(self, *, engine_name: str, translate: Translate, publisher: Publisher) -> None:
+    def __init__(
+        self, *, engine_name: str, slot_name: str, translate: Translate, publisher: Publisher
+    ) -> None:
         self.engine_name = engine_name
+        self.slot_name = slot_name
         self.translate = translate
         self.publisher = publisher
         self.last_success = 0.0
+        self._state_lock = threading.Lock()
+        self._last: dict[str, Any] | None = None
+        self._unsaved_events = 0
 
     def handleJsonBatch(self, records: Sequence[Any]) -> None:
         started = time.monotonic()
@@ -160,23 +182,40 @@ class PublishingHandler(BasePythonChangeHandler):
             self._remember(events, _position_of(records[-1]))
 
     def _remember(self, events: list[Event], position: str) -> None:
-        for event in events:
-            metrics.EVENTS_PUBLISHED.labels(self.engine_name, event["type"]).inc()
+        for event_type, count in Counter(event["type"] for event in events).items():
+            metrics.EVENTS_PUBLISHED.labels(self.engine_name, event_type).inc(count)
         last = events[-1]
         now = datetime.now(UTC)
         committed_at = datetime.fromisoformat(last["time"].replace("Z", "+00:00"))
         metrics.COMMIT_TO_PUBLISH_SECONDS.labels(self.engine_name).observe(
             max(0.0, (now - committed_at).total_seconds())
         )
-        EngineState.objects.filter(name=self.engine_name).update(
-            last_event_id=last["id"],
-            last_event_type=last["type"],
-            last_event_subject=last["subject"][:200],
-            last_position=position[:64],
-            last_committed_at=committed_at,
-            last_published_at=now,
-            events_published=F("events_published") + len(events),
+        # Written to the control database by state_flush(), off the batch's path.
+        with self._state_lock:
+            self._unsaved_events += len(events)
+            self._last = {
+                "last_event_id": last["id"],
+                "last_event_type": last["type"],
+                "last_event_subject": last["subject"][:200],
+                "last_position": position[:64],
+                "last_committed_at": committed_at,
+                "last_published_at": now,
+            }
+
+    def state_flush(self) -> None:
+        """Stores the last published event (for `cdc status`); called about once a second."""
+        with self._state_lock:
+            last, count = self._last, self._unsaved_events
+            self._last, self._unsaved_events = None, 0
+        if last is None:
+            return
+        updated = EngineState.objects.filter(name=self.engine_name).update(
+            **last, events_published=F("events_published") + count
         )
+        if not updated:  # the row was removed (a reset, a test flush): start it again
+            EngineState.objects.create(
+                name=self.engine_name, slot_name=self.slot_name, events_published=count, **last
+            )
 
 
 def _position_of(record: Any) -> str:
@@ -205,6 +244,7 @@ class EngineSupervisor:
         self._engine: DebeziumEngine | None = None
         self._lock = threading.Lock()
         self.restarts = 0
+        self._handler: PublishingHandler | None = None
 
     def stop(self) -> None:
         """Asks the engine to close (offsets of confirmed batches are flushed); thread-safe."""
@@ -240,12 +280,15 @@ class EngineSupervisor:
     def run_forever(self, *, watch_interval: float = 0.2) -> None:
         """Blocks until stop(); call it from the main thread so that signals reach Python."""
         backoff = settings.CDC_RESTART_BACKOFF_INITIAL_SECONDS
-        monitor = threading.Thread(target=self._monitor_slot, name="cdc-slot-monitor", daemon=True)
-        monitor.start()
+        threading.Thread(target=self._monitor_slot, name="cdc-slot-monitor", daemon=True).start()
+        threading.Thread(target=self._flush_state, name="cdc-state-writer", daemon=True).start()
         while not self._stopping.is_set():
             publisher = self.publisher_factory()
-            handler = PublishingHandler(
-                engine_name=self.config.name, translate=self.translate, publisher=publisher
+            handler = self._handler = PublishingHandler(
+                engine_name=self.config.name,
+                slot_name=self.config.target.slot_name,
+                translate=self.translate,
+                publisher=publisher,
             )
             outcome: dict[str, BaseException | None] = {"error": None}
             engine = self._new_engine(handler)
@@ -271,6 +314,7 @@ class EngineSupervisor:
                 self._engine = None
             engine.close()
             publisher.close()
+            handler.state_flush()
             close_old_connections()
             if self._stopping.is_set():
                 break
@@ -289,6 +333,17 @@ class EngineSupervisor:
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, settings.CDC_RESTART_BACKOFF_MAX_SECONDS)
         logger.info("cdc.engine_stopped", engine=self.config.name)
+
+    def _flush_state(self) -> None:
+        while not self._stopping.wait(1.0):
+            handler = self._handler
+            try:
+                if handler is not None:
+                    handler.state_flush()
+            except Exception:
+                logger.exception("cdc.state_flush_failed", engine=self.config.name)
+            finally:
+                close_old_connections()
 
     def _monitor_slot(self) -> None:
         while not self._stopping.wait(settings.CDC_SLOT_CHECK_INTERVAL_SECONDS):

@@ -16,7 +16,10 @@ from legacy.shop.services import OrderLineRequest, order_place
 from tests.cdc_fixtures import EventCollector, RunningEngine, cdc_child_env, run_manage, wait_for
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, databases=["default", "control"]),
+]
 
 
 def place(customer: Customer, *skus: str) -> int:

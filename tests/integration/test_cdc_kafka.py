@@ -27,7 +27,10 @@ from tests.cdc_fixtures import (
 )
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, databases=["default", "control"]),
+]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.cdc_fixtures import (
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.django_db(transaction=True, databases=["default", "production"]),
+    pytest.mark.django_db(transaction=True, databases=["default", "control", "production"]),
 ]
 TABLE = "cdc_test_outbox"
 EVENT_TYPE = "test.outbox_probe.v1"

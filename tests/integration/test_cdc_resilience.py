@@ -19,7 +19,10 @@ from legacy.shop.services import OrderLineRequest, order_place
 from tests.cdc_fixtures import EventCollector, RunningEngine, wait_for
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, databases=["default", "control"]),
+]
 ORDER_EVENTS = ("shop.order.created.v1", "shop.order_line.added.v1", "shop.order.placed.v1")
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cdc.captures import legacy_engine_config, legacy_translator, outbox_engine_config, outbox_translator
-from cdc.engine import EngineConfig, EngineSupervisor, Translate
+from cdc.engine import EngineConfig, EngineSupervisor, Translate, offsets_reset
 from cdc.models import EngineState
 from cdc.replication import capture_setup, capture_teardown, slot_check
 from cdc.transports import publisher_from_settings
@@ -139,6 +139,7 @@ class Command(BaseCommand):
                 "Re-run with --yes (or --dry-run to see the plan)."
             )
         actions = capture_teardown(config.target, dry_run=dry_run)
+        actions += offsets_reset(config, dry_run=dry_run)
         prefix = "would " if dry_run else ""
         for line in actions or ["nothing to drop"]:
             self.stdout.write(f"{prefix}{line}")
