@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -54,7 +55,8 @@ BURST_ORDERS = 10_000  # x3 events
 WARMUP_ORDERS = 4_000
 BURST_TRANSACTIONS = 30
 STEADY_RATE = 200  # orders/s
-STEADY_SECONDS = 15
+STEADY_SECONDS = 10
+REPEATS = 3  # figures quoted as the median of the repeats
 PREFIX = settings.DB_NAME_PREFIX
 # The consumer's queue: a durable one; its type decides when RabbitMQ confirms a persistent message.
 QUEUE_TYPE = os.environ.get("BENCH_QUEUE_TYPE", "quorum")
@@ -226,8 +228,17 @@ def run_transport(
         # A first burst lets the JVM compile its hot paths (the C2 compiler took 2 CPU-seconds of
         # the first 18,000 events); a running engine has long done that.
         result["warmup"] = burst(db, received, ids, orders=WARMUP_ORDERS)
-        result["burst"] = burst(db, received, ids)
-        result["steady"] = steady(db, received, ids)
+        bursts = [burst(db, received, ids) for _ in range(REPEATS)]
+        result["burst"] = {
+            "events_per_second_median": statistics.median(b["events_per_second"] for b in bursts),
+            "runs": bursts,
+        }
+        steadies = [steady(db, received, ids) for _ in range(REPEATS)]
+        result["steady"] = {
+            "p50_ms_median": statistics.median(s["p50_ms"] for s in steadies),
+            "p99_ms_median": statistics.median(s["p99_ms"] for s in steadies),
+            "runs": steadies,
+        }
         engine.stop(timeout=30)
     capture_teardown(config.target, dry_run=False)
     return result
@@ -361,8 +372,8 @@ def main() -> None:
     results["order_to_production"] = order_to_production()
     rabbit = results["rabbitmq"]
     results["goals"] = {
-        "rabbitmq_events_per_second_ge_3000": rabbit["burst"]["events_per_second"] >= 3000,
-        "p99_under_150ms_at_200_orders_per_second": rabbit["steady"]["p99_ms"] < 150,
+        "rabbitmq_events_per_second_ge_3000": rabbit["burst"]["events_per_second_median"] >= 3000,
+        "p99_under_150ms_at_200_orders_per_second": rabbit["steady"]["p99_ms_median"] < 150,
     }
     print(json.dumps(results))
 
