@@ -297,6 +297,7 @@ def main() -> None:
     name = f"{PREFIX}cdc_bench".lower()
     config = dataclasses.replace(
         base,
+        name="bench",
         target=dataclasses.replace(base.target, slot_name=name, publication_name=name),
         offset_table="cdc_offsets_bench",
         topic_prefix="bench",

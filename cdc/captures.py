@@ -12,11 +12,12 @@ from django.db import connections
 
 from cdc.engine import EngineConfig, Translate
 from cdc.outbox_relay import outbox_records_translate
-from cdc.replication import CaptureTarget
+from cdc.replication import HEARTBEAT_TABLE, CaptureTarget
 from cdc.translation import CAPTURED_TABLES, envelopes_translate
 from config.routers import database_alias
 
 LEGACY_ENGINE = "legacy"
+HEARTBEAT_SUFFIX = f".{HEARTBEAT_TABLE}"
 
 
 class DatabaseProductCatalog:
@@ -30,9 +31,15 @@ class DatabaseProductCatalog:
     def sku_of(self, product_id: int) -> str:
         sku = self._skus.get(product_id)
         if sku is None:
-            with connections[self.alias].cursor() as cursor:
-                cursor.execute("SELECT sku FROM shop_product WHERE id = %s", [product_id])
-                row = cursor.fetchone()
+            connection = connections[self.alias]
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT sku FROM shop_product WHERE id = %s", [product_id])
+                    row = cursor.fetchone()
+            finally:
+                # This runs on Debezium's handler thread, which is new after every engine restart:
+                # a connection left open here would never be closed. Lookups are rare (cache).
+                connection.close()
             if row is None:
                 raise LookupError(f"product {product_id} of an order line is not in shop_product")
             sku = self._skus[product_id] = row[0]
@@ -60,10 +67,13 @@ def legacy_translator() -> Translate:
     source = settings.CDC_EVENT_SOURCE
 
     def translate(records: Sequence[Any]) -> list[dict[str, Any]]:
-        values = [None if (value := record.value()) is None else str(value) for record in records]
-        return envelopes_translate(
-            values=[v for v in values if v is not None], catalog=catalog, source=source
-        )
+        values = [
+            str(value)
+            for record in records
+            if not str(record.destination()).endswith(HEARTBEAT_SUFFIX)
+            and (value := record.value()) is not None
+        ]
+        return envelopes_translate(values=values, catalog=catalog, source=source)
 
     return translate
 

@@ -9,6 +9,7 @@ the supervisor starts a new engine after a backoff, which reads the batch again 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from cdc.transports import Event, Publisher
 
 logger = structlog.get_logger(__name__)
 
+TOPIC_NAME_MATCHES = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
 # Records -> CloudEvents; the records are Debezium's Java ChangeEvent objects.
 Translate = Callable[[Sequence[Any]], list[Event]]
 
@@ -74,12 +76,13 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
         "publication.name": config.target.publication_name,
         # The publication is created by `cdc setup` for exactly the captured tables.
         "publication.autocreate.mode": "disabled",
-        "table.include.list": ",".join(f"public.{table}" for table in config.target.tables),
+        "table.include.list": ",".join(f"public.{table}" for table in config.target.published_tables),
         "snapshot.mode": settings.CDC_SNAPSHOT_MODE,
         "decimal.handling.mode": "string",
         "tombstones.on.delete": "false",
         "poll.interval.ms": str(settings.CDC_POLL_INTERVAL_MS),
         "heartbeat.interval.ms": str(settings.CDC_HEARTBEAT_INTERVAL_MS),
+        "heartbeat.action.query": config.target.heartbeat_query(),
         "max.batch.size": str(settings.CDC_MAX_BATCH_SIZE),
         "max.queue.size": str(settings.CDC_MAX_QUEUE_SIZE),
         "key.converter.schemas.enable": "false",
@@ -96,10 +99,16 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
         "errors.max.retries": "3",
     }
     if config.outbox:
+        outbox_table = config.target.tables[0]
         properties.update(
             {
                 "transforms": "outbox",
                 "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
+                # Only the outbox table's records: the heartbeat table's pass untouched.
+                "transforms.outbox.predicate": "outboxTable",
+                "predicates": "outboxTable",
+                "predicates.outboxTable.type": TOPIC_NAME_MATCHES,
+                "predicates.outboxTable.pattern": re.escape(f"{config.topic_prefix}.public.{outbox_table}"),
                 "transforms.outbox.table.expand.json.payload": "true",
                 "transforms.outbox.table.fields.additional.placement": (
                     "type:header:type,aggregatetype:header:aggregatetype,traceparent:header:traceparent"

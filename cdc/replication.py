@@ -19,6 +19,11 @@ from cdc import metrics
 
 logger = structlog.get_logger(__name__)
 
+# Written by each engine's heartbeat (Debezium's heartbeat.action.query) and published with the
+# captured tables: a slot only advances when its engine receives a change of its own database, so
+# without it a quiet database's slot keeps all the WAL that other databases on the server write.
+HEARTBEAT_TABLE = "cdc_heartbeat"
+
 
 @dataclass(frozen=True)
 class CaptureTarget:
@@ -30,6 +35,16 @@ class CaptureTarget:
     publication_name: str
     # Tables whose old row values the translation needs on update/delete.
     replica_identity_full: tuple[str, ...] = ()
+
+    @property
+    def published_tables(self) -> tuple[str, ...]:
+        return (*self.tables, HEARTBEAT_TABLE)
+
+    def heartbeat_query(self) -> str:
+        return (
+            f"INSERT INTO {HEARTBEAT_TABLE} (slot_name, beat_at) VALUES ('{self.slot_name}', now()) "
+            "ON CONFLICT (slot_name) DO UPDATE SET beat_at = excluded.beat_at"
+        )
 
 
 @dataclass
@@ -62,7 +77,13 @@ def capture_setup(target: CaptureTarget) -> list[str]:
     """Creates (or brings up to date) the publication, the replica identities and the slot.
     Safe to run repeatedly; returns what it changed."""
     alias, done = target.database_alias, []
-    tables = ", ".join(_quote(t) for t in target.tables)
+    _quote(target.slot_name)  # embedded in the heartbeat query: a plain identifier only
+    _fetch(
+        alias,
+        f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (slot_name varchar(63) PRIMARY KEY, "
+        "beat_at timestamptz NOT NULL)",
+    )
+    tables = ", ".join(_quote(t) for t in target.published_tables)
     existing = _fetch(
         alias, "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", [target.publication_name]
     )
@@ -74,10 +95,10 @@ def capture_setup(target: CaptureTarget) -> list[str]:
             f"CREATE PUBLICATION {_quote(target.publication_name)} FOR TABLE {tables} "
             "WITH (publish = 'insert, update, delete')",
         )
-        done.append(f"created publication {target.publication_name} for {', '.join(target.tables)}")
-    elif sorted(row[0] for row in existing) != sorted(target.tables):
+        done.append(f"created publication {target.publication_name} for {', '.join(target.published_tables)}")
+    elif sorted(row[0] for row in existing) != sorted(target.published_tables):
         _fetch(alias, f"ALTER PUBLICATION {_quote(target.publication_name)} SET TABLE {tables}")
-        done.append(f"set publication {target.publication_name} to {', '.join(target.tables)}")
+        done.append(f"set publication {target.publication_name} to {', '.join(target.published_tables)}")
     for table in target.replica_identity_full:
         identity = _fetch(alias, "SELECT relreplident FROM pg_class WHERE oid = %s::regclass", [table])
         if identity and identity[0][0] != "f":
