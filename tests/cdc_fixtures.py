@@ -273,6 +273,7 @@ class RunningEngine:
     cdc: CdcProcess
     forwarder: Forwarder
     config: EngineConfig
+    metrics_port: int
 
 
 @pytest.fixture(scope="session")
@@ -285,12 +286,16 @@ def cdc_engine(
         forwarder = Forwarder(group, port=free_port(), target_port=5672)
         forwarder.start()
         vhost = amqp_url.rsplit("/", 1)[1]
+        metrics_port = free_port()
         env = cdc_child_env(
-            live_env, cdc_capture, CDC_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}"
+            live_env,
+            cdc_capture,
+            CDC_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}",
+            METRICS_PORT=str(metrics_port),
         )
         cdc = CdcProcess(group, env, tag=f"cdc-rmq-{cdc_capture.target.slot_name}")
         cdc.start()
-        yield RunningEngine(cdc=cdc, forwarder=forwarder, config=cdc_capture)
+        yield RunningEngine(cdc=cdc, forwarder=forwarder, config=cdc_capture, metrics_port=metrics_port)
         cdc.stop()
 
 

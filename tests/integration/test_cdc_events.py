@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import requests
 from django.db import connection
 from django.utils import timezone
 
@@ -171,3 +172,21 @@ def test_retained_wal_above_the_bound_raises_the_alert(
     assert result.returncode == 0, result.stderr
     assert "ALERT: above CDC_MAX_RETAINED_WAL_BYTES" in result.stdout
     assert '"event": "cdc.slot_retains_too_much_wal"' in result.stderr
+
+
+def test_engine_metrics_count_published_events_and_watch_the_slot(
+    cdc_engine: RunningEngine, event_collector: EventCollector
+) -> None:
+    PricingRuleFactory()
+    order_id = place(CustomerFactory(), ProductFactory().sku)
+    event_collector.wait_for_types(f"order:{order_id}", 3)
+    slot = cdc_engine.config.target.slot_name
+
+    def scrape() -> str | None:
+        body = requests.get(f"http://127.0.0.1:{cdc_engine.metrics_port}/metrics", timeout=5).text
+        ready = 'cdc_events_published_total{engine="legacy",type="shop.order.placed.v1"}' in body
+        return body if ready and f'cdc_slot_lag_bytes{{slot="{slot}"}}' in body else None
+
+    body = wait_for(scrape, seconds=20, interval=0.5, what="engine metrics")
+    assert f'cdc_slot_retained_wal_alert{{slot="{slot}"}} 0.0' in body
+    assert 'cdc_engine_running{engine="legacy"} 1.0' in body
