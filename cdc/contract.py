@@ -23,6 +23,7 @@ id, header "aggregate_id" = subject.
 
 Kafka: topic `settings.CDC_KAFKA_TOPIC` (default "domain.events"), key = subject, value = the
 CloudEvent JSON; idempotent producer, acks=all, so one subject's events stay in one partition.
+Headers (informative, the body is authoritative): content-type, ce_id, ce_type, aggregate_id.
 
 Outbox rows (relayed by the outbox engine) have the Debezium default columns: id (uuid, becomes the
 event id), aggregatetype ("order"), aggregateid ("123"), type (the versioned event type), payload
