@@ -102,7 +102,11 @@ class Command(BaseCommand):
         if status.exists:
             self.stdout.write(f"active: {'yes' if status.active else 'no (no engine connected)'}")
             self.stdout.write(f"lag: {_mib(status.lag_bytes)}")
-            lag_time = "-" if status.flush_lag_seconds is None else f"{status.flush_lag_seconds:.3f} s"
+            lag_time = (
+                "- (caught up, or no engine connected)"
+                if status.flush_lag_seconds is None
+                else f"{status.flush_lag_seconds:.3f} s"
+            )
             self.stdout.write(f"flush lag: {lag_time}")
             retained = _mib(status.retained_wal_bytes)
             bound = settings.CDC_MAX_RETAINED_WAL_BYTES
