@@ -26,6 +26,9 @@ from ops.process_group import (
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
 pytest_plugins = ["tests.consumer_fixtures"]
 
+# Fixtures of the change data capture tests (engine processes, captures, brokers).
+pytest_plugins = ["tests.cdc_fixtures"]
+
 
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)

@@ -1,68 +1,39 @@
-"""A TCP forwarder between a client process and a broker that a test can cut, to show the
-client recover from a lost connection without stopping the shared broker."""
+"""A TCP forwarder between a client and a broker, run as its own process so a test can kill it
+(the broker looks unreachable) and start it again, without touching the shared broker.
+
+    python tests/tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT
+"""
 
 from __future__ import annotations
 
-import socket
-import threading
-from types import TracebackType
+import asyncio
+import sys
 
 
-class TcpForwarder:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream)
-            with self.lock:
-                self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+async def main(listen_port: int, target_host: str, target_port: int) -> None:
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
-            while data := source.recv(65536):
-                target.sendall(data)
+            upstream_reader, upstream_writer = await asyncio.open_connection(target_host, target_port)
         except OSError:
-            pass
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            client_writer.close()
+            return
+        await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
 
-    def cut(self) -> None:
-        """Drops every connection open now (new ones are accepted again)."""
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-            self.cuts += 1
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port, reuse_address=True)
+    async with server:
+        await server.serve_forever()
 
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
 
-    def __enter__(self) -> TcpForwarder:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])))

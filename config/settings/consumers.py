@@ -2,14 +2,7 @@
 
 from config.settings.env import env
 
-# Shared with the CDC engine (the same names and defaults are in config/settings/cdc.py on the
-# engine's branch: keep one definition when both are merged).
-CDC_EXCHANGE = env.str("CDC_EXCHANGE", default="domain.events")
-CDC_AMQP_URL = env.str(
-    "CDC_AMQP_URL", default=env.str("AMQP_URL", default="amqp://guest:guest@127.0.0.1:5672//")
-)
-CDC_KAFKA_BOOTSTRAP_SERVERS = env.str("CDC_KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092")
-CDC_KAFKA_TOPIC = env.str("CDC_KAFKA_TOPIC", default="domain.events")
+# The exchange, broker URLs and Kafka topic consumers read are the CDC_* ones in cdc.py.
 
 # Modules that define consumer groups (each registers its groups when imported).
 CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=["legacy.crm.consumers"])

@@ -1,0 +1,364 @@
+"""The Debezium engine (embedded through pydbzengine) and its supervisor.
+
+One engine reads one replication slot and publishes what it reads: the legacy engine translates
+the shared database's row changes (cdc/translation.py), an outbox engine relays the rows of one
+outbox table (cdc/outbox_relay.py). The handler runs on a Java thread and returns only after the
+broker confirmed the whole batch; if it raises, Debezium does not commit the batch and stops, and
+the supervisor starts a new engine after a backoff, which reads the batch again (at least once).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from pydbzengine import BasePythonChangeHandler, DebeziumEngine
+
+from cdc import metrics
+from cdc.jvm import jvm_find, jvm_options
+from cdc.models import EngineState
+from cdc.replication import CaptureTarget, slot_check
+from cdc.transports import Event, Publisher
+
+logger = structlog.get_logger(__name__)
+
+TOPIC_NAME_MATCHES = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
+# Records -> CloudEvents; the records are Debezium's Java ChangeEvent objects.
+Translate = Callable[[Sequence[Any]], list[Event]]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One engine: what it captures and where it keeps its position."""
+
+    name: str
+    target: CaptureTarget
+    offset_table: str
+    topic_prefix: str
+    outbox: bool = False
+
+    def properties(self) -> dict[str, str]:
+        return engine_properties(self)
+
+
+def _jdbc_url(database: dict[str, Any]) -> str:
+    return (
+        f"jdbc:postgresql://{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
+    )
+
+
+def engine_properties(config: EngineConfig) -> dict[str, str]:
+    """Debezium properties (STACK.md explains each choice that is not a default)."""
+    source = settings.DATABASES[config.target.database_alias]
+    control = settings.DATABASES[_control_alias()]
+    password_fallback = settings.CDC_DATABASE_PASSWORD_FALLBACK
+    properties = {
+        "name": config.name,
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "plugin.name": "pgoutput",
+        "database.hostname": source["HOST"] or "127.0.0.1",
+        "database.port": str(source["PORT"] or 5432),
+        "database.user": source["USER"] or "postgres",
+        "database.password": source["PASSWORD"] or password_fallback,
+        "database.dbname": source["NAME"],
+        "topic.prefix": config.topic_prefix,
+        "slot.name": config.target.slot_name,
+        "publication.name": config.target.publication_name,
+        # The publication is created by `cdc setup` for exactly the captured tables.
+        "publication.autocreate.mode": "disabled",
+        "table.include.list": ",".join(f"public.{table}" for table in config.target.published_tables),
+        "snapshot.mode": settings.CDC_SNAPSHOT_MODE,
+        "decimal.handling.mode": "string",
+        "tombstones.on.delete": "false",
+        "poll.interval.ms": str(settings.CDC_POLL_INTERVAL_MS),
+        "heartbeat.interval.ms": str(settings.CDC_HEARTBEAT_INTERVAL_MS),
+        "heartbeat.action.query": config.target.heartbeat_query(),
+        "max.batch.size": str(settings.CDC_MAX_BATCH_SIZE),
+        "max.queue.size": str(settings.CDC_MAX_QUEUE_SIZE),
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+        "header.converter.schemas.enable": "false",
+        "offset.storage": "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore",
+        "offset.storage.jdbc.connection.url": _jdbc_url(control),
+        "offset.storage.jdbc.connection.user": control["USER"] or "postgres",
+        "offset.storage.jdbc.connection.password": control["PASSWORD"] or password_fallback,
+        # Its save deletes every row of the table: one table per engine.
+        "offset.storage.jdbc.table.name": config.offset_table,
+        "offset.flush.interval.ms": str(settings.CDC_OFFSET_FLUSH_INTERVAL_MS),
+        # The engine's own retries would hide a dead database from the supervisor for minutes.
+        "errors.max.retries": "3",
+    }
+    if config.outbox:
+        outbox_table = config.target.tables[0]
+        properties.update(
+            {
+                "transforms": "outbox",
+                "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
+                # Only the outbox table's records: the heartbeat table's pass untouched.
+                "transforms.outbox.predicate": "outboxTable",
+                "predicates": "outboxTable",
+                "predicates.outboxTable.type": TOPIC_NAME_MATCHES,
+                "predicates.outboxTable.pattern": re.escape(f"{config.topic_prefix}.public.{outbox_table}"),
+                "transforms.outbox.table.expand.json.payload": "true",
+                "transforms.outbox.table.fields.additional.placement": (
+                    "type:header:type,aggregatetype:header:aggregatetype,traceparent:header:traceparent"
+                ),
+            }
+        )
+    return properties
+
+
+def offsets_reset(config: EngineConfig, *, dry_run: bool) -> list[str]:
+    """Forgets the engine's position (its offset table and last-event record): offsets of a dropped
+    slot point into WAL the server no longer keeps, and Debezium refuses to start from them."""
+    from django.db import connections
+
+    with connections[_control_alias()].cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [config.offset_table])
+        exists = cursor.fetchone()[0]
+        if exists and not dry_run:
+            cursor.execute(f'DROP TABLE "{config.offset_table}"')
+    if not dry_run:
+        EngineState.objects.filter(name=config.name).delete()
+    return [f"drop offset table {config.offset_table}"] if exists else []
+
+
+def _control_alias() -> str:
+    from config.routers import database_alias
+
+    return database_alias("control")
+
+
+class HeaderedJsonEngine(DebeziumEngine):
+    """pydbzengine's engine built with a header format too: without one, record headers (the
+    outbox router's id/type/traceparent) come back empty (STACK.md)."""
+
+    def _build_engine(self) -> Any:
+        self._ensure_jvm_started()
+        from pydbzengine.engine._jvm import EngineFormat, JDebeziumEngine, JProperties
+
+        java_properties = JProperties()
+        for key, value in self.properties.items():
+            java_properties.setProperty(str(key), str(value))
+        json_format = EngineFormat.JSON
+        return (
+            JDebeziumEngine.create(json_format, json_format, json_format)
+            .using(java_properties)
+            .notifying(self.consumer)
+            .build()
+        )
+
+
+class PublishingHandler(BasePythonChangeHandler):
+    """Translates a batch, publishes it, waits for the confirms, remembers the last event.
+    Raising here is how a batch is refused: Debezium does not commit it."""
+
+    def __init__(
+        self, *, engine_name: str, slot_name: str, translate: Translate, publisher: Publisher
+    ) -> None:
+        self.engine_name = engine_name
+        self.slot_name = slot_name
+        self.translate = translate
+        self.publisher = publisher
+        self.last_success = 0.0
+        self._state_lock = threading.Lock()
+        self._last: dict[str, Any] | None = None
+        self._unsaved_events = 0
+
+    def handleJsonBatch(self, records: Sequence[Any]) -> None:
+        started = time.monotonic()
+        try:
+            events = self.translate(records)
+            self.publisher.publish_batch(events)
+        except Exception:
+            metrics.BATCHES.labels(self.engine_name, "failed").inc()
+            logger.exception("cdc.batch_failed", engine=self.engine_name, records=len(records))
+            raise
+        metrics.BATCHES.labels(self.engine_name, "published").inc()
+        metrics.BATCH_SECONDS.labels(self.engine_name).observe(time.monotonic() - started)
+        self.last_success = time.monotonic()
+        if events:
+            self._remember(events, _position_of(records[-1]))
+
+    def _remember(self, events: list[Event], position: str) -> None:
+        for event_type, count in Counter(event["type"] for event in events).items():
+            metrics.EVENTS_PUBLISHED.labels(self.engine_name, event_type).inc(count)
+        last = events[-1]
+        now = datetime.now(UTC)
+        committed_at = datetime.fromisoformat(last["time"].replace("Z", "+00:00"))
+        metrics.COMMIT_TO_PUBLISH_SECONDS.labels(self.engine_name).observe(
+            max(0.0, (now - committed_at).total_seconds())
+        )
+        # Written to the control database by state_flush(), off the batch's path.
+        with self._state_lock:
+            self._unsaved_events += len(events)
+            self._last = {
+                "last_event_id": last["id"],
+                "last_event_type": last["type"],
+                "last_event_subject": last["subject"][:200],
+                "last_position": position[:64],
+                "last_committed_at": committed_at,
+                "last_published_at": now,
+            }
+
+    def state_flush(self) -> None:
+        """Stores the last published event (for `cdc status`); called about once a second."""
+        with self._state_lock:
+            last, count = self._last, self._unsaved_events
+            self._last, self._unsaved_events = None, 0
+        if last is None:
+            return
+        updated = EngineState.objects.filter(name=self.engine_name).update(
+            **last, events_published=F("events_published") + count
+        )
+        if not updated:  # the row was removed (a reset, a test flush): start it again
+            EngineState.objects.create(
+                name=self.engine_name, slot_name=self.slot_name, events_published=count, **last
+            )
+
+
+def _position_of(record: Any) -> str:
+    """The source offset (WAL LSN, transaction id) of a Debezium record, for `cdc status`."""
+    try:
+        offset = record.sourceRecord().sourceOffset()
+        return f"lsn={offset.get('lsn')} txId={offset.get('txId')}"
+    except Exception:  # noqa: BLE001 - only informative; records of other shapes have no offset
+        return ""
+
+
+class EngineSupervisor:
+    """Runs an engine until stopped, restarting it with exponential backoff after any failure."""
+
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        translate: Translate,
+        publisher_factory: Callable[[], Publisher],
+    ) -> None:
+        self.config = config
+        self.translate = translate
+        self.publisher_factory = publisher_factory
+        self._stopping = threading.Event()
+        self._engine: DebeziumEngine | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self._handler: PublishingHandler | None = None
+
+    def stop(self) -> None:
+        """Asks the engine to close (offsets of confirmed batches are flushed); thread-safe."""
+        self._stopping.set()
+        with self._lock:
+            engine = self._engine
+        if engine is not None:
+            logger.info("cdc.engine_stopping", engine=self.config.name)
+            engine.close()
+
+    def _new_engine(self, handler: PublishingHandler) -> DebeziumEngine:
+        jvm = jvm_find(settings.CDC_JAVA_HOME)
+        logger.info("cdc.jvm", java_home=str(jvm.java_home), origin=jvm.origin, version=jvm.major_version)
+        return HeaderedJsonEngine(
+            properties=self.config.properties(),
+            handler=handler,
+            format="json",
+            jvm_opts=jvm_options(
+                jvm, max_heap=settings.CDC_JVM_MAX_HEAP, java_log_level=settings.CDC_JAVA_LOG_LEVEL
+            ),
+            jvm_path=str(jvm.libjvm),
+        )
+
+    def _state_started(self) -> None:
+        state, _ = EngineState.objects.get_or_create(
+            name=self.config.name, defaults={"slot_name": self.config.target.slot_name}
+        )
+        state.slot_name = self.config.target.slot_name
+        state.started_at = datetime.now(UTC)
+        state.restarts = self.restarts
+        state.save(update_fields=["slot_name", "started_at", "restarts"])
+
+    def run_forever(self, *, watch_interval: float = 0.2) -> None:
+        """Blocks until stop(); call it from the main thread so that signals reach Python."""
+        backoff = settings.CDC_RESTART_BACKOFF_INITIAL_SECONDS
+        threading.Thread(target=self._monitor_slot, name="cdc-slot-monitor", daemon=True).start()
+        threading.Thread(target=self._flush_state, name="cdc-state-writer", daemon=True).start()
+        while not self._stopping.is_set():
+            publisher = self.publisher_factory()
+            handler = self._handler = PublishingHandler(
+                engine_name=self.config.name,
+                slot_name=self.config.target.slot_name,
+                translate=self.translate,
+                publisher=publisher,
+            )
+            outcome: dict[str, BaseException | None] = {"error": None}
+            engine = self._new_engine(handler)
+            with self._lock:
+                self._engine = engine
+
+            def run(engine: DebeziumEngine = engine, outcome: dict = outcome) -> None:
+                try:
+                    engine.run()
+                except BaseException as exc:  # noqa: BLE001 - Java exceptions arrive as any type
+                    outcome["error"] = exc
+
+            self._state_started()
+            started = time.monotonic()
+            thread = threading.Thread(target=run, name=f"cdc-engine-{self.config.name}", daemon=True)
+            thread.start()
+            metrics.ENGINE_RUNNING.labels(self.config.name).set(1)
+            logger.info("cdc.engine_started", engine=self.config.name, slot=self.config.target.slot_name)
+            while thread.is_alive():
+                thread.join(watch_interval)  # short joins let the main thread run signal handlers
+            metrics.ENGINE_RUNNING.labels(self.config.name).set(0)
+            with self._lock:
+                self._engine = None
+            engine.close()
+            publisher.close()
+            handler.state_flush()
+            close_old_connections()
+            if self._stopping.is_set():
+                break
+            if handler.last_success > started:
+                backoff = settings.CDC_RESTART_BACKOFF_INITIAL_SECONDS
+            self.restarts += 1
+            metrics.ENGINE_RESTARTS.labels(self.config.name).inc()
+            error = outcome["error"]
+            logger.warning(
+                "cdc.engine_failed",
+                engine=self.config.name,
+                error=repr(error) if error else "engine stopped by itself",
+                ran_seconds=round(time.monotonic() - started, 1),
+                restart_in_seconds=backoff,
+            )
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, settings.CDC_RESTART_BACKOFF_MAX_SECONDS)
+        logger.info("cdc.engine_stopped", engine=self.config.name)
+
+    def _flush_state(self) -> None:
+        while not self._stopping.wait(1.0):
+            handler = self._handler
+            try:
+                if handler is not None:
+                    handler.state_flush()
+            except Exception:
+                logger.exception("cdc.state_flush_failed", engine=self.config.name)
+            finally:
+                close_old_connections()
+
+    def _monitor_slot(self) -> None:
+        while not self._stopping.wait(settings.CDC_SLOT_CHECK_INTERVAL_SECONDS):
+            try:
+                slot_check(self.config.target, max_retained_bytes=settings.CDC_MAX_RETAINED_WAL_BYTES)
+            except Exception:
+                logger.exception("cdc.slot_check_failed", slot=self.config.target.slot_name)
+            finally:
+                close_old_connections()

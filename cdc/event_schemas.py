@@ -1,0 +1,76 @@
+"""The versioned JSON schema of every event type (cdc/schemas/<type>.json, JSON Schema draft 7)
+and the check that a publisher runs on each event before it sends anything.
+
+Schemas are compiled to Python by fastjsonschema: about 5 us per event against 90 us for the
+`jsonschema` package, which matters at thousands of events per second on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+ENVELOPE_SCHEMA = "_cloudevent.json"
+FORMATS = {"uuid": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
+
+
+class EventSchemaError(ValueError):
+    """An event that does not match its type's schema, or whose type has no schema."""
+
+
+def schema_dirs() -> list[Path]:
+    """cdc/schemas, then any directory of settings.CDC_EXTRA_SCHEMA_DIRS (services' own types)."""
+    from django.conf import settings
+
+    return [SCHEMA_DIR, *(Path(d) for d in getattr(settings, "CDC_EXTRA_SCHEMA_DIRS", []))]
+
+
+def _schema_file(file_name: str) -> Path | None:
+    return next((d / file_name for d in schema_dirs() if (d / file_name).is_file()), None)
+
+
+@cache
+def _validator(file_name: str) -> Callable[[Any], Any] | None:
+    path = _schema_file(file_name)
+    if path is None:
+        return None
+    return fastjsonschema.compile(json.loads(path.read_text()), formats=FORMATS)  # type: ignore[no-any-return]
+
+
+def known_event_types() -> list[str]:
+    return sorted({p.stem for d in schema_dirs() for p in d.glob("*.json") if not p.name.startswith("_")})
+
+
+def _problem(validate: Callable[[Any], Any], instance: Any) -> str | None:
+    try:
+        validate(instance)
+    except fastjsonschema.JsonSchemaValueException as error:
+        return error.message
+    return None
+
+
+def event_validate(event: Mapping[str, Any]) -> None:
+    """Raises EventSchemaError unless the event is a valid CloudEvent whose data matches the
+    schema of its type."""
+    envelope = _validator(ENVELOPE_SCHEMA)
+    assert envelope is not None
+    problem = _problem(envelope, event)
+    if problem:
+        raise EventSchemaError(f"event {event.get('id')!r} is not a valid CloudEvent: {problem}")
+    event_type = event["type"]
+    validate = _validator(f"{event_type}.json")
+    if validate is None:
+        raise EventSchemaError(
+            f"event type {event_type!r} has no schema; add cdc/schemas/{event_type}.json before publishing it"
+        )
+    problem = _problem(validate, event["data"])
+    if problem:
+        raise EventSchemaError(
+            f"event {event['id']!r} of type {event_type!r} does not match its schema: {problem}"
+        )

