@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 from django.db import router, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from strangler.models import (
@@ -70,8 +71,10 @@ def slice_state(slice_: Slice) -> dict[str, Any]:
 
 
 def _bump_version(alias: str) -> int:
+    """Versions only grow, also across a wiped table (a restored backup, a test flush): the next one is
+    at least the current epoch milliseconds, so a proxy never mistakes a new table for the one it has."""
     settings_row, _ = ControlSettings.objects.using(alias).select_for_update().get_or_create(id=1)
-    settings_row.version = F("version") + 1
+    settings_row.version = Greatest(F("version") + 1, Value(int(time.time() * 1000)))
     settings_row.save(update_fields=["version", "updated_at"])
     settings_row.refresh_from_db(fields=["version"])
     return int(settings_row.version)
