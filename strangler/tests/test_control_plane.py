@@ -119,7 +119,7 @@ def test_weight_dry_run_changes_nothing_and_real_run_bumps_version() -> None:
     assert ControlSettings.objects.using("control").get(id=1).version == version
     assert AuditEntry.objects.using("control").count() == audits
     services.slice_set_weight(name="catalogue", weight=Decimal("10"), who="op")
-    assert ControlSettings.objects.using("control").get(id=1).version == version + 1
+    assert ControlSettings.objects.using("control").get(id=1).version > version
 
 
 def test_pause_blocks_raising_weight_but_not_rollback() -> None:
