@@ -1,9 +1,32 @@
 """Django admin of the control plane. Phase, weight and shadow are read-only here: they change only
 through the audited services (commands and API), so the admin cannot skip a gate or the audit log."""
 
-from django.contrib import admin
+from collections.abc import Callable
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from strangler import services
 from strangler.models import AuditEntry, Backend, Route, ShadowRouteStats, Slice
+
+
+def _slice_action(name: str, description: str, call: Callable[..., services.Change]) -> Any:
+    """An admin action that runs one audited service per selected slice and reports each outcome."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Slice]) -> None:
+        who = f"admin:{getattr(request.user, 'username', '?')}"
+        for slice_ in queryset:
+            try:
+                change = call(name=slice_.name, who=who, why=f"admin action {name}")
+            except services.OperationRefused as exc:
+                modeladmin.message_user(request, str(exc), level=messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{slice_.name}: {change.from_state} -> {change.to_state}")
+
+    action.__name__ = name
+    return admin.action(description=description)(action)
 
 
 class RouteInline(admin.TabularInline):
@@ -41,6 +64,16 @@ class SliceAdmin(admin.ModelAdmin):
         "sync_verified_at",
     ]
     inlines = [RouteInline]
+    actions = [
+        _slice_action("promote", "Promote one phase (the gate must pass)", services.slice_promote),
+        _slice_action("rollback", "Roll back one phase", services.slice_rollback),
+        _slice_action("pause", "Pause", lambda **kw: services.slice_set_paused(paused=True, **kw)),
+        _slice_action("resume", "Resume", lambda **kw: services.slice_set_paused(paused=False, **kw)),
+        _slice_action("shadow_on", "Shadow on", lambda **kw: services.slice_set_shadow(enabled=True, **kw)),
+        _slice_action(
+            "shadow_off", "Shadow off", lambda **kw: services.slice_set_shadow(enabled=False, **kw)
+        ),
+    ]
 
 
 @admin.register(AuditEntry)

@@ -193,3 +193,21 @@ def test_staff_api_refuses_anonymous_and_acts_for_staff() -> None:
     assert "plan.version: 2 is not a supported version (use 1)" in invalid.json()["error"]["details"]
     audit = client.get("/_strangler/api/audit/", **headers).json()["results"]
     assert audit[0]["who"] == "staff" and audit[0]["action"] == "promote"
+
+
+@pytest.mark.urls("config.urls.proxy")
+def test_admin_actions_go_through_the_audited_services() -> None:
+    from django.contrib.auth import get_user_model
+
+    load()
+    admin_user = get_user_model().objects.create_superuser("root-admin", "a@example.test", "pw")
+    client = Client()
+    client.force_login(admin_user)
+    slice_id = Slice.objects.using("control").get(name="catalogue").id
+    response = client.post(
+        "/_strangler/admin/strangler/slice/", {"action": "promote", "_selected_action": [slice_id]}
+    )
+    assert response.status_code == 302
+    assert Slice.objects.using("control").get(name="catalogue").phase == "syncing"
+    entry = AuditEntry.objects.using("control").filter(action="promote").get()
+    assert entry.who == "admin:root-admin"
