@@ -53,9 +53,11 @@ from strangler.plan import plan_parse  # noqa: E402
 
 # A real catalogue page (DRF list with nested options from PostgreSQL), 10 products per page.
 PATH = "/shop/api/products/?limit=10"
-ROUNDS = 5
-THROUGHPUT_SECONDS = 6
-LATENCY_SECONDS = 4
+# Many short interleaved rounds: the machine is shared, so slow drifts in its load cancel out in
+# per-round ratios.
+ROUNDS = 9
+THROUGHPUT_SECONDS = 4
+LATENCY_SECONDS = 3
 CONNECTIONS = 16
 LOG_DIR = PROJECT_ROOT / ".local" / "bench-logs"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -208,6 +210,8 @@ def main() -> None:
         for _ in range(3):
             services.slice_promote(name="catalogue", who="bench", force=True, why="benchmark setup")
         services.slice_set_weight(name="catalogue", weight=Decimal("100"), who="bench")
+        # Shadowing would double the backend's load behind both proxies; this measures routing alone.
+        services.slice_set_shadow(name="catalogue", enabled=False, who="bench")
         proxy = group.start(
             ManagedProcess(
                 "proxy",
@@ -319,11 +323,23 @@ def main() -> None:
         statistics.median(p["rps"] / n["rps"] for p, n in zip(runs["proxy"], runs["nginx"], strict=True)), 3
     )
     figures["load_average_start_end"] = [load_at_start, round(os.getloadavg()[0], 2)]
+    figures["proxy_added_p50_ms_paired_median"] = round(
+        statistics.median(
+            p["p50_ms"] - d["p50_ms"] for p, d in zip(latency["proxy"], latency["direct"], strict=True)
+        ),
+        3,
+    )
+    figures["proxy_added_p99_ms_paired_median"] = round(
+        statistics.median(
+            p["p99_ms"] - d["p99_ms"] for p, d in zip(latency["proxy"], latency["direct"], strict=True)
+        ),
+        3,
+    )
     figures["goals_met"] = {
-        "throughput_vs_direct_ge_0.85": figures["proxy_vs_direct"] >= 0.85,  # type: ignore[operator]
-        "throughput_vs_nginx_ge_0.9": figures["proxy_vs_nginx"] >= 0.9,  # type: ignore[operator]
-        "added_p50_lt_1ms": figures["proxy_added_p50_ms"] < 1.0,  # type: ignore[operator]
-        "added_p99_lt_5ms": figures["proxy_added_p99_ms"] < 5.0,  # type: ignore[operator]
+        "throughput_vs_direct_ge_0.85": figures["proxy_vs_direct_paired_median"] >= 0.85,  # type: ignore[operator]
+        "throughput_vs_nginx_ge_0.9": figures["proxy_vs_nginx_paired_median"] >= 0.9,  # type: ignore[operator]
+        "added_p50_lt_1ms": figures["proxy_added_p50_ms_paired_median"] < 1.0,  # type: ignore[operator]
+        "added_p99_lt_5ms": figures["proxy_added_p99_ms_paired_median"] < 5.0,  # type: ignore[operator]
     }
     figures["seconds"] = round(time.monotonic() - started, 1)
     print(
@@ -353,7 +369,9 @@ def main() -> None:
     )
     print(
         f"paired per-round medians: proxy/direct {figures['proxy_vs_direct_paired_median']} "
-        f"proxy/nginx {figures['proxy_vs_nginx_paired_median']}; "
+        f"proxy/nginx {figures['proxy_vs_nginx_paired_median']}, added p50 "
+        f"{figures['proxy_added_p50_ms_paired_median']} ms "
+        f"p99 {figures['proxy_added_p99_ms_paired_median']} ms; "
         f"load average {figures['load_average_start_end']}"
     )
     print(json.dumps(figures))

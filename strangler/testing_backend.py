@@ -54,6 +54,26 @@ class ControllableBackend:
         self.received[f"{method} {path}"] += 1
         if self.mode["delay_ms"]:
             await asyncio.sleep(self.mode["delay_ms"] / 1000)
+        if path.startswith("/stream/"):
+            # A large body in many chunks without Content-Length: exercises streaming and back-pressure.
+            size = int(path.rsplit("/", 1)[1] or 0)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/octet-stream"),
+                        (b"x-backend-name", self.name.encode()),
+                    ],
+                }
+            )
+            block = bytes(range(256)) * 256
+            sent = 0
+            while sent < size:
+                piece = block[: min(len(block), size - sent)]
+                sent += len(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": sent < size})
+            return None
         if self.mode["fail_rate"] and random.random() < self.mode["fail_rate"]:
             return await self._json(
                 send, self.mode["fail_status"], {"error": {"code": "injected", "message": "fail"}}

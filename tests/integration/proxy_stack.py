@@ -79,6 +79,7 @@ def proxy_start(group: ProcessGroup, env: dict[str, str], tag: str) -> tuple[Man
         "STRANGLER_ANALYSIS_INTERVAL": "0.5",
         "STRANGLER_INTERNAL_TOKEN": INTERNAL_TOKEN,
         "STRANGLER_MAX_BODY_BYTES": "65536",
+        "STRANGLER_READ_TIMEOUT": "2",
         "LOG_LEVEL": "INFO",
     }
     process = group.start(

@@ -337,3 +337,39 @@ def test_two_proxy_processes_converge_on_a_change_within_a_second(stack: Stack) 
             for c in customers
         ]
         assert first == second
+
+
+def test_large_responses_stream_through_intact(stack: Stack) -> None:
+    size = 3 * 1024 * 1024 + 7
+    response = requests.get(f"{stack.proxy_url}/stream/{size}", stream=True, timeout=10)
+    received = b"".join(response.iter_content(65536))
+    assert response.status_code == 200 and len(received) == size
+    assert received[:512] == bytes(range(256)) * 2
+
+
+def test_a_backend_slower_than_the_read_timeout_gets_504_and_reads_fall_back(stack: Stack) -> None:
+    stack.backend_mode(stack.legacy_url, delay_ms=2500)
+    try:
+        slow = requests.get(f"{stack.proxy_url}/other/slow", timeout=10)
+        assert slow.status_code == 504 and slow.json()["error"]["code"] == "upstream_timeout"
+    finally:
+        stack.backend_mode(stack.legacy_url, delay_ms=0)
+    stack.to_phase("catalogue", "canary")
+    services.slice_set_weight(name="catalogue", weight=Decimal("100"), who="test")
+    services.slice_set_paused(name="catalogue", paused=True, who="test")  # no rollback in the middle
+    proxy_caught_up(stack.proxy_url)
+    stack.backend_mode(stack.new_url, delay_ms=2500)
+    started = time.monotonic()
+    fallen_back = requests.get(
+        f"{stack.proxy_url}/shop/api/products/", headers={"Authorization": "Bearer t"}, timeout=10
+    )
+    assert served_by(fallen_back) == "legacy" and time.monotonic() - started < 4
+
+
+def test_metrics_count_requests_per_route_and_backend(stack: Stack) -> None:
+    stack.to_phase("catalogue", "live")
+    for _ in range(3):
+        requests.get(f"{stack.proxy_url}/shop/api/products/", timeout=5)
+    text = requests.get(f"{stack.proxy_url}/_strangler/metrics", timeout=5).text
+    assert 'strangler_proxy_requests_total{backend="new",route="products",status="200"}' in text
+    assert "strangler_proxy_upstream_seconds_bucket" in text
