@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -154,6 +154,7 @@ def _check_setting(value: Any, path: str, expected: tuple[type, ...], rule: str,
         names = " or ".join(t.__name__ for t in expected)
         checker.fail(path, f"must be {names}, not {type(value).__name__}")
         return False
+    value = cast(Any, value)  # isinstance with a tuple of types narrows to object
     if rule == "fraction" and not 0 <= value <= 1:
         checker.fail(path, f"{value} must be between 0 and 1")
     elif rule == "non_negative" and value < 0:

@@ -483,11 +483,12 @@ def plan_apply(*, plan: Plan, who: str, why: str = "", dry_run: bool = False) ->
             "slices": sorted(Slice.objects.using(alias).values_list("name", flat=True)),
         }
         backends: dict[str, Backend] = {}
-        for spec in plan.backends:
+        for backend_spec in plan.backends:
             backend, _ = Backend.objects.using(alias).update_or_create(
-                name=spec.name, defaults={"base_urls": spec.urls, "health_path": spec.health_path}
+                name=backend_spec.name,
+                defaults={"base_urls": backend_spec.urls, "health_path": backend_spec.health_path},
             )
-            backends[spec.name] = backend
+            backends[backend_spec.name] = backend
         planned = {s.name for s in plan.slices}
         for stale in Slice.objects.using(alias).exclude(name__in=planned):
             if stale.phase != Phase.LEGACY:

@@ -99,6 +99,7 @@ def test_gates_block_promotion_until_figures_pass_and_force_is_audited() -> None
         services.slice_promote(name="catalogue", who="op", force=True)
     change = services.slice_promote(name="catalogue", who="op", force=True, why="incident drill")
     assert change.to_state["phase"] == "canary" and change.gate["forced"] is True
+    assert change.audit_id is not None
     entry = AuditEntry.objects.using("control").get(id=change.audit_id)
     assert entry.why == "incident drill" and entry.from_state["phase"] == "shadow"
 
@@ -165,14 +166,14 @@ def test_staff_api_refuses_anonymous_and_acts_for_staff() -> None:
     load()
     client = Client()
     assert client.get("/_strangler/api/slices/").status_code in (401, 403)
-    headers = {"HTTP_AUTHORIZATION": f"Token {staff_token()}"}
-    listed = client.get("/_strangler/api/slices/", **headers)
+    headers = {"Authorization": f"Token {staff_token()}"}
+    listed = client.get("/_strangler/api/slices/", headers=headers)
     assert listed.status_code == 200 and listed.json()["results"][0]["name"] == "catalogue"
     promoted = client.post(
         "/_strangler/api/slices/catalogue/promote/",
         data=json.dumps({"why": "api"}),
         content_type="application/json",
-        **headers,
+        headers=headers,
     )
     assert promoted.status_code == 200, promoted.content
     assert promoted.json()["to"]["phase"] == "syncing"
@@ -180,18 +181,18 @@ def test_staff_api_refuses_anonymous_and_acts_for_staff() -> None:
         "/_strangler/api/slices/catalogue/weight/",
         data=json.dumps({"weight": 10}),
         content_type="application/json",
-        **headers,
+        headers=headers,
     )
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "refused"
     invalid = client.post(
         "/_strangler/api/plan/",
         data=json.dumps({"plan": "version: 2\n"}),
         content_type="application/json",
-        **headers,
+        headers=headers,
     )
     assert invalid.status_code == 422
     assert "plan.version: 2 is not a supported version (use 1)" in invalid.json()["error"]["details"]
-    audit = client.get("/_strangler/api/audit/", **headers).json()["results"]
+    audit = client.get("/_strangler/api/audit/", headers=headers).json()["results"]
     assert audit[0]["who"] == "staff" and audit[0]["action"] == "promote"
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -142,7 +143,7 @@ class Stack:
             services.slice_promote(name=slice_name, who="test", force=True, why="test setup")
         proxy_caught_up(self.proxy_url)
 
-    def backend_mode(self, url: str, **mode: object) -> None:
+    def backend_mode(self, url: str, **mode: Any) -> None:
         requests.post(f"{url}/_control/mode", json=mode, timeout=5).raise_for_status()
 
     def restart_new(self) -> None:
