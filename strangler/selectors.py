@@ -28,7 +28,11 @@ def routing_snapshot() -> dict[str, Any]:
     return {
         "version": control.version if control else 0,
         "default_backend": (
-            {"name": control.default_backend.name, "urls": control.default_backend.base_urls}
+            {
+                "name": control.default_backend.name,
+                "urls": control.default_backend.base_urls,
+                "health_path": control.default_backend.health_path,
+            }
             if control and control.default_backend
             else None
         ),
@@ -37,8 +41,16 @@ def routing_snapshot() -> dict[str, Any]:
             {
                 "name": s.name,
                 "phase": s.phase,
-                "legacy": {"name": s.legacy_backend.name, "urls": s.legacy_backend.base_urls},
-                "new": {"name": s.new_backend.name, "urls": s.new_backend.base_urls},
+                "legacy": {
+                    "name": s.legacy_backend.name,
+                    "urls": s.legacy_backend.base_urls,
+                    "health_path": s.legacy_backend.health_path,
+                },
+                "new": {
+                    "name": s.new_backend.name,
+                    "urls": s.new_backend.base_urls,
+                    "health_path": s.new_backend.health_path,
+                },
                 "canary_weight": float(s.canary_weight),
                 "shadow_enabled": s.shadow_enabled,
                 "shadow_sample_rate": s.shadow_sample_rate,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from random import getrandbits
 from typing import Any
 
 import structlog
@@ -255,14 +255,12 @@ class ProxyApp:
         if connection_tokens:
             forward = [(n, v) for n, v in forward if n not in connection_tokens]
         if not request_id or not _REQUEST_ID.match(request_id):
-            request_id = os.urandom(16).hex().encode()
+            request_id = b"%032x" % getrandbits(128)
         trace = _TRACEPARENT.match(traceparent) if traceparent else None
-        trace_id = trace.group(1) if trace else os.urandom(16).hex().encode()
+        trace_id = trace.group(1) if trace else b"%032x" % getrandbits(128)
         flags = trace.group(2) if trace else b"01"
         forward.append((b"x-request-id", request_id))
-        forward.append(
-            (b"traceparent", b"00-" + trace_id + b"-" + os.urandom(8).hex().encode() + b"-" + flags)
-        )
+        forward.append((b"traceparent", b"00-%s-%016x-%s" % (trace_id, getrandbits(64), flags)))
         peer_bytes = peer.encode()
         if incoming_xff and peer in self.trusted_proxies:
             forward.append((b"x-forwarded-for", incoming_xff + b", " + peer_bytes))
@@ -298,6 +296,11 @@ class ProxyApp:
         if not override and cookies and b"strangler_backend" in cookies:
             override = _cookie(cookies, b"strangler_backend")
         now = time.time()
+        # A pin cookie set on an earlier write keeps browsers pinned whichever proxy they reach.
+        if cookies and b"strangler_pin" in cookies:
+            pinned_until = _cookie(cookies, b"strangler_pin")
+            if pinned_until.isdigit() and int(pinned_until) > now:
+                self.pins.pin(key, int(pinned_until) - now, now)
         decision = decide(
             table,
             route,
@@ -563,6 +566,15 @@ class ProxyApp:
         status = conn.status
         response_headers = [(n, v) for n, v in conn.headers if n not in _DROP_RESPONSE]
         response_headers.append((b"x-request-id", request_id))
+        if decision.pin_seconds:
+            seconds = int(decision.pin_seconds + 0.999)
+            response_headers.append(
+                (
+                    b"set-cookie",
+                    b"strangler_pin=%d; Max-Age=%d; Path=/; HttpOnly; SameSite=Lax"
+                    % (int(time.time()) + seconds, seconds),
+                )
+            )
         shadow = decision.shadow and self.shadow_in_flight < settings.STRANGLER_SHADOW_MAX_IN_FLIGHT
         kept: list[bytes] = []
         try:

@@ -114,13 +114,15 @@ class ControlSync:
         table = self.app.table
         if table is None:
             return
-        targets = {}
-        for slice_ in table.slices.values():
-            for backend in (slice_.legacy, slice_.new):
-                for address in backend.addresses:
-                    targets[address] = backend.name
-        for address in targets:
-            healthy = await _probe(address)
+        targets: dict[tuple[str, int], str] = {}
+        backends = [s.legacy for s in table.slices.values()] + [s.new for s in table.slices.values()]
+        if table.default_backend is not None:
+            backends.append(table.default_backend)
+        for backend in backends:
+            for address in backend.addresses:
+                targets[address] = backend.health_path
+        for address, health_path in targets.items():
+            healthy = await _probe(address, health_path)
             if healthy:
                 self.app.unhealthy.pop(address, None)
             else:
@@ -130,11 +132,19 @@ class ControlSync:
         self.app.pins.purge(time.time())
 
 
-async def _probe(address: tuple[str, int]) -> bool:
-    """A backend is up when it accepts a TCP connection quickly (its /healthz is checked by ops)."""
+async def _probe(address: tuple[str, int], health_path: str) -> bool:
+    """A backend address is up when its health path answers 2xx within a second."""
+    writer = None
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(*address), 0.5)
-    except (TimeoutError, OSError):
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), 0.5)
+        host = f"{address[0]}:{address[1]}".encode()
+        writer.write(
+            b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (health_path.encode(), host)
+        )
+        status_line = await asyncio.wait_for(reader.readline(), 1.0)
+        return status_line.split(b" ", 2)[1:2] in ([b"200"], [b"204"])
+    except (TimeoutError, OSError, ValueError):
         return False
-    writer.close()
-    return True
+    finally:
+        if writer is not None:
+            writer.close()

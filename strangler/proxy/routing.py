@@ -27,6 +27,7 @@ class BackendTarget:
 
     name: str
     addresses: list[tuple[str, int]]
+    health_path: str = "/healthz"
     _cycle: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -45,7 +46,7 @@ def _target(raw: dict[str, Any]) -> BackendTarget:
     for url in raw["urls"]:
         parts = urlsplit(url)
         addresses.append((parts.hostname or "127.0.0.1", parts.port or 80))
-    return BackendTarget(raw["name"], addresses)
+    return BackendTarget(raw["name"], addresses, raw.get("health_path", "/healthz"))
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Decision:
     backend: BackendTarget
     shadow: bool = False
     reason: str = ""
+    pin_seconds: float = 0.0  # set when this write pinned the customer to legacy
 
 
 class RoutingTable:
@@ -202,6 +204,9 @@ def decide(
         assert table.default_backend is not None
         if method not in SAFE_METHODS and table.default_pin_seconds:
             pins.pin(key, table.default_pin_seconds, now)
+            return Decision(
+                route, LEGACY, table.default_backend, reason="default", pin_seconds=table.default_pin_seconds
+            )
         return Decision(route, LEGACY, table.default_backend, reason="default")
     phase = slice_.phase
     read = method in SAFE_METHODS
@@ -210,6 +215,9 @@ def decide(
     if phase in ("legacy", "syncing") or not read:
         if not read and phase == "canary":
             pins.pin(key, slice_.pin_seconds, now)
+            return Decision(
+                route, LEGACY, slice_.legacy, reason="writes stay on legacy", pin_seconds=slice_.pin_seconds
+            )
         return Decision(route, LEGACY, slice_.legacy, reason="writes stay on legacy" if not read else phase)
     # shadow or canary, and a read
     if override == NEW:

@@ -198,6 +198,15 @@ def test_a_customer_who_wrote_reads_from_legacy_until_sync_caught_up(stack: Stac
         f"{stack.proxy_url}/shop/api/orders/", headers={"Authorization": "Bearer reader"}, timeout=5
     )
     assert served_by(other) == "new"
+    # Browsers carry the pin in a cookie, so a proxy that did not see the write honours it too.
+    pin = written.cookies["strangler_pin"]
+    with_cookie = requests.get(
+        f"{stack.proxy_url}/shop/api/orders/",
+        cookies={"strangler_pin": pin},
+        headers={"Authorization": "Bearer another-reader"},
+        timeout=5,
+    )
+    assert served_by(with_cookie) == "legacy"
     waited = stack_wait_for_backend(session, f"{stack.proxy_url}/shop/api/orders/", "new")
     assert 1.0 <= time.monotonic() - wrote_at and waited < 3.0
 
