@@ -55,9 +55,9 @@ from strangler.plan import plan_parse  # noqa: E402
 PATH = "/shop/api/products/?limit=10"
 # Many short interleaved rounds: the machine is shared, so slow drifts in its load cancel out in
 # per-round ratios.
-ROUNDS = 9
-THROUGHPUT_SECONDS = 4
-LATENCY_SECONDS = 3
+ROUNDS = 18
+THROUGHPUT_SECONDS = 2
+LATENCY_SECONDS = 2
 CONNECTIONS = 16
 LOG_DIR = PROJECT_ROOT / ".local" / "bench-logs"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
