@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import OperationalError, connections, transaction
 
 from ops.process_group import manage_command
 from strangler import services
 from strangler.models import AuditEntry
 from strangler.plan import plan_parse
 from strangler.tests.test_control_plane import PLAN
+from tests.integration.proxy_stack import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -26,32 +28,44 @@ def test_two_operators_at_once_are_serialised_and_both_audited(live_env: dict[st
         services.slice_promote(name="catalogue", who="setup", force=True, why="to canary")
     env = {**live_env, "STRANGLER_OPERATOR": "alice"}
     first = subprocess.Popen(
-        manage_command("strangler", "weight", "catalogue", "10", "--why", "step 1", "--hold-lock", "3"),
+        manage_command("strangler", "weight", "catalogue", "10", "--why", "step 1", "--hold-lock", "6"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(0.8)  # the first holds the slice lock by now (Django starts in about 0.5 s)
-    second_env = {**env, "STRANGLER_OPERATOR": "bob"}
-    started = time.monotonic()
-    second = subprocess.run(
-        manage_command("strangler", "weight", "catalogue", "20", "--why", "step 2"),
-        env=second_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    waited = time.monotonic() - started
-    first_out, _ = first.communicate(timeout=60)
+    try:
+        wait_until(slice_row_locked, seconds=30)  # alice holds the slice row now
+        locked_at = time.time()
+        second = subprocess.run(
+            manage_command("strangler", "weight", "catalogue", "20", "--why", "step 2"),
+            env={**env, "STRANGLER_OPERATOR": "bob"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        first_out, _ = first.communicate(timeout=60)
+    finally:
+        first.kill()
     assert first.returncode == 0 and second.returncode == 0, (first_out, second.stdout, second.stderr)
     entries = list(AuditEntry.objects.using("control").filter(action="weight").order_by("id"))
+    # bob started while alice held the lock, waited for her commit and saw her weight as his "from".
     assert [(e.who, e.from_state["canary_weight"], e.to_state["canary_weight"]) for e in entries] == [
         ("alice", "0.00", "10.00"),
         ("bob", "10.00", "20.00"),
     ]
-    # bob's command blocked on alice's lock rather than overwriting a stale read.
-    assert entries[1].at >= entries[0].at and waited > 1.5, waited
+    # The row was locked during alice's hold (long before her commit), not just while she wrote.
+    assert entries[0].at.timestamp() - locked_at > 2.0
+    assert entries[0].at <= entries[1].at
+
+
+def slice_row_locked() -> bool:
+    try:
+        with transaction.atomic(using="control"), connections["control"].cursor() as cursor:
+            cursor.execute("SELECT 1 FROM strangler_slice WHERE name = %s FOR UPDATE NOWAIT", ["catalogue"])
+        return False
+    except OperationalError:
+        return True
 
 
 def test_invalid_plan_file_is_rejected_with_the_bad_fields_path(
