@@ -6,7 +6,15 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from strangler.models import AuditEntry, ControlSettings, Route, ShadowRouteStats, ShadowSample, Slice
+from strangler.models import (
+    AuditEntry,
+    Backend,
+    ControlSettings,
+    Route,
+    ShadowRouteStats,
+    ShadowSample,
+    Slice,
+)
 from strangler.services import control_alias
 
 
@@ -79,6 +87,10 @@ def routing_snapshot() -> dict[str, Any]:
             for s in slices
         ],
     }
+
+
+def backend_list() -> QuerySet[Backend]:
+    return Backend.objects.using(control_alias()).order_by("name")
 
 
 def slice_list() -> QuerySet[Slice]:

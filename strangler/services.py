@@ -393,6 +393,13 @@ def slice_report_sync(*, name: str, lag_seconds: float, verified_at: datetime | 
     )
 
 
+def backend_health_record(*, name: str, healthy: bool) -> None:
+    """A proxy saw the backend's health change (last observation wins; proxies route on their own)."""
+    Backend.objects.using(control_alias()).filter(name=name).update(
+        healthy=healthy, checked_at=timezone.now()
+    )
+
+
 def write_freeze_start(
     *,
     name: str,

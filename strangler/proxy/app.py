@@ -160,6 +160,9 @@ class ProxyApp:
                         for n, s in (table.slices.items() if table else [])
                     },
                     "held_writes": self.held,
+                    "unhealthy": sorted(
+                        f"{h}:{p}" for (h, p), until in self.unhealthy.items() if until > time.time()
+                    ),
                     "pins": len(self.pins.until),
                     "shadow_in_flight": self.shadow_in_flight,
                 }

@@ -41,6 +41,7 @@ class ControlSync:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-db")
         self.tasks: list[asyncio.Task[None]] = []
         self.identity = f"proxy:{socket.gethostname()}:{os.getpid()}"
+        self.backend_health: dict[str, bool] = {}
 
     async def db(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -121,12 +122,21 @@ class ControlSync:
         for backend in backends:
             for address in backend.addresses:
                 targets[address] = backend.health_path
-        for address, health_path in targets.items():
-            healthy = await _probe(address, health_path)
+        results = await asyncio.gather(*(_probe(address, path) for address, path in targets.items()))
+        up: dict[tuple[str, int], bool] = dict(zip(targets, results, strict=True))
+        for address, healthy in up.items():
             if healthy:
                 self.app.unhealthy.pop(address, None)
             else:
                 self.app.unhealthy[address] = time.time() + settings.STRANGLER_HEALTH_INTERVAL * 2
+        # A backend is healthy while any of its addresses is; record changes for operators.
+        for backend in {b.name: b for b in backends}.values():
+            healthy = any(up[a] for a in backend.addresses)
+            if self.backend_health.get(backend.name) != healthy:
+                self.backend_health[backend.name] = healthy
+                await self.db(services.backend_health_record, name=backend.name, healthy=healthy)
+                log = logger.info if healthy else logger.error
+                log("proxy.backend_health", backend=backend.name, healthy=healthy)
 
     async def purge_pins(self) -> None:
         self.app.pins.purge(time.time())

@@ -4,6 +4,7 @@ fallback, write freeze and convergence of two proxies."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from django.core.management import call_command
 
 from ops.process_group import ProcessGroup
 from strangler import services
-from strangler.models import AuditEntry, ShadowRouteStats, Slice
+from strangler.models import AuditEntry, Backend, ShadowRouteStats, Slice
 from tests.integration.proxy_stack import (
     INTERNAL_TOKEN,
     LoadLoop,
@@ -288,8 +289,14 @@ def test_idempotent_reads_fall_back_to_legacy_while_the_new_backend_is_down(stac
                 timeout=5,
             )
             assert served_by(response) == "legacy"
+        # The health checks notice too, and operators see it.
+        wait_until(lambda: not Backend.objects.using("control").get(name="new").healthy, seconds=10)
+        out = StringIO()
+        call_command("strangler", "backends", stdout=out)
+        assert re.search(r"^new\s+DOWN", out.getvalue(), re.M), out.getvalue()
     finally:
         stack.restart_new()
+    wait_until(lambda: Backend.objects.using("control").get(name="new").healthy, seconds=10)
 
 
 def test_write_freeze_holds_writes_and_releases_them_to_the_new_owner_after_the_flip(stack: Stack) -> None:

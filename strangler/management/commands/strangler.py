@@ -40,6 +40,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         sub.add_parser("slices", help="List slices with phase, weight and shadow state.")
+        sub.add_parser("backends", help="List backends with their addresses and last seen health.")
         show = sub.add_parser("slice", help="Show one slice with its routes and recent audit entries.")
         show.add_argument("name")
         routes = sub.add_parser("routes", help="List routes (of one slice with --slice).")
@@ -134,6 +135,12 @@ class Command(BaseCommand):
                 f"{s.name:<20} {s.phase:<8} weight={s.canary_weight:>6}% {s.legacy_backend.name}->"
                 f"{s.new_backend.name} {flags}"
             )
+
+    def do_backends(self, options: dict[str, Any]) -> None:
+        for backend in selectors.backend_list():
+            health = "healthy" if backend.healthy else "DOWN"
+            seen = backend.checked_at.isoformat() if backend.checked_at else "never checked"
+            self.stdout.write(f"{backend.name:<20} {health:<8} {' '.join(backend.base_urls)} ({seen})")
 
     def do_slice(self, options: dict[str, Any]) -> None:
         s = selectors.slice_list().filter(name=options["name"]).first()
