@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from strangler import services
 from strangler.models import AuditEntry, ControlSettings, Route, ShadowRouteStats, Slice
-from strangler.plan import PlanError, plan_parse
+from strangler.plan import PlanError, plan_load_file, plan_parse
 from tests.factories import staff_token
 
 pytestmark = pytest.mark.django_db(databases=["default", "control"])
@@ -212,3 +212,19 @@ def test_admin_actions_go_through_the_audited_services() -> None:
     assert Slice.objects.using("control").get(name="catalogue").phase == "syncing"
     entry = AuditEntry.objects.using("control").filter(action="promote").get()
     assert entry.who == "admin:root-admin"
+
+
+def test_the_monolith_plan_shipped_with_the_toolkit_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for i, name in enumerate(["LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL"]):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{9000 + i}")
+    plan = plan_load_file(Path(__file__).resolve().parent.parent / "plans" / "monolith.yaml")
+    assert [s.name for s in plan.slices] == [
+        "catalogue",
+        "shop-orders",
+        "crm-orders",
+        "pricing",
+        "production",
+    ]
+    monkeypatch.delenv("SHOP_URL")
+    with pytest.raises(PlanError, match=r"plan.backends.shop.urls\[0\]: refers to \$\{SHOP_URL\}"):
+        plan_load_file(Path(__file__).resolve().parent.parent / "plans" / "monolith.yaml")
