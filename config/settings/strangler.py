@@ -1,1 +1,25 @@
 """Settings of the strangler proxy and its control plane."""
+
+from config.settings.base import MAX_REQUEST_BODY_BYTES
+from config.settings.env import env
+
+# Bodies above this are refused with 413 by the proxy (also when they arrive chunked).
+STRANGLER_MAX_BODY_BYTES = env.int("STRANGLER_MAX_BODY_BYTES", default=MAX_REQUEST_BODY_BYTES)
+STRANGLER_CONNECT_TIMEOUT = env.float("STRANGLER_CONNECT_TIMEOUT", default=1.0)
+# Time a backend has to send its response headers.
+STRANGLER_READ_TIMEOUT = env.float("STRANGLER_READ_TIMEOUT", default=30.0)
+# How often a proxy checks the control database's routing version (a change lands within this).
+STRANGLER_POLL_INTERVAL = env.float("STRANGLER_POLL_INTERVAL", default=0.2)
+# Length of one canary analysis interval (automatic rollback counts intervals past the bounds).
+STRANGLER_ANALYSIS_INTERVAL = env.float("STRANGLER_ANALYSIS_INTERVAL", default=10.0)
+STRANGLER_HEALTH_INTERVAL = env.float("STRANGLER_HEALTH_INTERVAL", default=2.0)
+# Callers allowed on internal routes: these networks, or a request carrying the internal token.
+STRANGLER_INTERNAL_NETWORKS = env.list("STRANGLER_INTERNAL_NETWORKS", default=[])
+STRANGLER_INTERNAL_TOKEN = env.str("STRANGLER_INTERNAL_TOKEN", default="")
+# Load balancers in front of the proxy whose X-Forwarded-For is kept (appended to); anyone else's is
+# replaced by the peer address.
+STRANGLER_TRUSTED_PROXIES = env.list("STRANGLER_TRUSTED_PROXIES", default=[])
+# One JSON log line per request (errors are always logged).
+STRANGLER_ACCESS_LOG = env.bool("STRANGLER_ACCESS_LOG", default=False)
+STRANGLER_SHADOW_MAX_BODY_BYTES = env.int("STRANGLER_SHADOW_MAX_BODY_BYTES", default=1024 * 1024)
+STRANGLER_SHADOW_MAX_IN_FLIGHT = env.int("STRANGLER_SHADOW_MAX_IN_FLIGHT", default=16)

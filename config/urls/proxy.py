@@ -1,8 +1,16 @@
-"""Routes of the proxy process; its own routes arrive with the issue that extracts it."""
+"""Routes of the proxy process's own Django side, all under /_strangler/ (everything else is proxied):
+health and metrics, the staff API of the control plane, and the admin."""
 
+from django.contrib import admin
 from django.urls import include, path
 
-urlpatterns = [path("", include("ops.urls"))]
+urlpatterns = [
+    path("_strangler/", include("ops.urls")),
+    path("_strangler/api/", include("strangler.urls")),
+    path("_strangler/admin/", admin.site.urls),
+]
 
+handler400 = "ops.errors.handler400"
+handler403 = "ops.errors.handler403"
 handler404 = "ops.errors.handler404"
 handler500 = "ops.errors.handler500"

@@ -1,0 +1,44 @@
+"""Prometheus metrics of the proxy per route and backend; label children are cached because
+`labels()` costs a dictionary build and lock per call on the hot path."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "strangler_proxy_requests_total", "Requests answered by the proxy", ["route", "backend", "status"]
+)
+LATENCY = Histogram(
+    "strangler_proxy_upstream_seconds",
+    "Time from request to the backend's response headers",
+    ["route", "backend"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+UPSTREAM_FAILURES = Counter(
+    "strangler_proxy_upstream_failures_total",
+    "Backend unreachable, timed out or broke off",
+    ["route", "backend"],
+)
+FALLBACKS = Counter(
+    "strangler_proxy_fallbacks_total",
+    "Idempotent requests answered by legacy after the new backend failed",
+    ["route"],
+)
+SHADOW = Counter("strangler_proxy_shadow_total", "Shadow comparisons", ["route", "result"])
+HELD_WRITES = Gauge("strangler_proxy_held_writes", "Writes held by a write freeze", ["slice"])
+ROUTING_VERSION = Gauge("strangler_proxy_routing_version", "Routing table version in memory")
+ROLLBACKS = Counter("strangler_proxy_automatic_rollbacks_total", "Automatic rollbacks", ["slice"])
+
+_requests: dict[tuple[str, str, int], object] = {}
+_latency: dict[tuple[str, str], object] = {}
+
+
+def observe(route: str, backend: str, status: int, seconds: float) -> None:
+    child = _requests.get((route, backend, status))
+    if child is None:
+        child = _requests[(route, backend, status)] = REQUESTS.labels(route, backend, str(status))
+    child.inc()  # type: ignore[attr-defined]
+    timer = _latency.get((route, backend))
+    if timer is None:
+        timer = _latency[(route, backend)] = LATENCY.labels(route, backend)
+    timer.observe(seconds)  # type: ignore[attr-defined]

@@ -1,0 +1,230 @@
+"""Control plane: plan validation, operator actions with gates, dry runs and audit, commands, staff API."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+
+from strangler import services
+from strangler.models import AuditEntry, ControlSettings, Route, ShadowRouteStats, Slice
+from strangler.plan import PlanError, plan_load_file, plan_parse
+from tests.factories import staff_token
+
+pytestmark = pytest.mark.django_db(databases=["default", "control"])
+
+PLAN = """
+version: 1
+default_backend: legacy
+backends:
+  legacy: {urls: ["http://127.0.0.1:8001"]}
+  shop: {urls: ["http://127.0.0.1:8002", "http://127.0.0.1:8003"], health_path: /healthz}
+slices:
+  catalogue:
+    service: shop
+    tables: [shop_product]
+    routes:
+      - {name: products, prefix: /shop/api/products/, methods: [GET, HEAD]}
+    shadow:
+      sample_rate: 0.5
+      compare_headers: [content-type]
+      ignore: {/shop/api/products/: ["results.*.id"]}
+    gates: {min_shadow_requests: 10, max_shadow_diff_rate: 0.1, max_sync_lag_seconds: 2}
+"""
+
+
+def load(text: str = PLAN) -> services.Change:
+    return services.plan_apply(plan=plan_parse(text), who="test")
+
+
+def test_invalid_plan_names_every_bad_field_by_path() -> None:
+    bad = PLAN.replace("service: shop", "service: shoop").replace("[GET, HEAD]", "[GET, FETCH]")
+    bad = bad.replace("sample_rate: 0.5", "sample_rate: 2")
+    with pytest.raises(PlanError) as caught:
+        plan_parse(bad)
+    problems = caught.value.problems
+    assert "plan.slices.catalogue.service: 'shoop' is not a backend declared under 'backends'" in problems
+    assert any(
+        p.startswith("plan.slices.catalogue.routes[0].methods[1]: 'FETCH' is not one of") for p in problems
+    )
+    assert "plan.slices.catalogue.shadow.sample_rate: 2 must be between 0 and 1" in problems
+
+
+def test_plan_rejects_unknown_fields_bad_urls_and_overlapping_routes() -> None:
+    bad = PLAN.replace("http://127.0.0.1:8001", "ftp://x").replace("tables:", "tabels:")
+    bad += (
+        "  catalogue2:\n    service: shop\n    routes:\n"
+        "      - {name: p, prefix: /shop/api/products/, methods: [GET]}\n"
+    )
+    with pytest.raises(PlanError) as caught:
+        plan_parse(bad)
+    text = str(caught.value)
+    assert "plan.backends.legacy.urls[0]: 'ftp://x' must be http://host:port" in text
+    assert "plan.slices.catalogue.tabels: unknown field" in text
+    assert "plan.slices.catalogue2.routes[0]: GET /shop/api/products/ is already routed by" in text
+
+
+def test_plan_load_creates_slices_and_keeps_phase_on_reload() -> None:
+    change = load()
+    assert change.audit_id is not None
+    slice_ = Slice.objects.using("control").get(name="catalogue")
+    assert slice_.phase == "legacy" and slice_.shadow_sample_rate == 0.5
+    assert slice_.new_backend.base_urls == ["http://127.0.0.1:8002", "http://127.0.0.1:8003"]
+    services.slice_promote(name="catalogue", who="test")
+    load()
+    assert Slice.objects.using("control").get(name="catalogue").phase == "syncing"
+    assert Route.objects.using("control").filter(slice__name="catalogue").count() == 1
+
+
+def test_gates_block_promotion_until_figures_pass_and_force_is_audited() -> None:
+    load()
+    services.slice_promote(name="catalogue", who="op")  # legacy -> syncing: plan validated
+    with pytest.raises(services.OperationRefused, match="sync_lag_seconds=None"):
+        services.slice_promote(name="catalogue", who="op")
+    services.slice_report_sync(name="catalogue", lag_seconds=0.4, verified_at=timezone.now())
+    services.slice_promote(name="catalogue", who="op")  # syncing -> shadow
+    assert Slice.objects.using("control").get(name="catalogue").shadow_enabled
+    ShadowRouteStats.objects.using("control").create(
+        slice_name="catalogue", route_name="products", compared=5
+    )
+    with pytest.raises(services.OperationRefused, match="compared=5"):
+        services.slice_promote(name="catalogue", who="op")
+    with pytest.raises(services.OperationRefused, match="needs a reason"):
+        services.slice_promote(name="catalogue", who="op", force=True)
+    change = services.slice_promote(name="catalogue", who="op", force=True, why="incident drill")
+    assert change.to_state["phase"] == "canary" and change.gate["forced"] is True
+    assert change.audit_id is not None
+    entry = AuditEntry.objects.using("control").get(id=change.audit_id)
+    assert entry.why == "incident drill" and entry.from_state["phase"] == "shadow"
+
+
+def _to_canary() -> None:
+    load()
+    for _ in range(3):
+        services.slice_promote(name="catalogue", who="op", force=True, why="test setup")
+
+
+def test_weight_dry_run_changes_nothing_and_real_run_bumps_version() -> None:
+    _to_canary()
+    version = ControlSettings.objects.using("control").get(id=1).version
+    audits = AuditEntry.objects.using("control").count()
+    dry = services.slice_set_weight(name="catalogue", weight=Decimal("10"), who="op", dry_run=True)
+    assert dry.to_state["canary_weight"] == "10.00" and dry.audit_id is None
+    assert Slice.objects.using("control").get(name="catalogue").canary_weight == 0
+    assert ControlSettings.objects.using("control").get(id=1).version == version
+    assert AuditEntry.objects.using("control").count() == audits
+    services.slice_set_weight(name="catalogue", weight=Decimal("10"), who="op")
+    assert ControlSettings.objects.using("control").get(id=1).version > version
+
+
+def test_pause_blocks_raising_weight_but_not_rollback() -> None:
+    _to_canary()
+    services.slice_set_weight(name="catalogue", weight=Decimal("5"), who="op")
+    services.slice_set_paused(name="catalogue", paused=True, who="op")
+    with pytest.raises(services.OperationRefused, match="paused"):
+        services.slice_set_weight(name="catalogue", weight=Decimal("20"), who="op")
+    change = services.slice_rollback(name="catalogue", who="op", why="bad p99")
+    assert change.to_state == {**change.to_state, "phase": "shadow", "canary_weight": "0.00"}
+
+
+def test_weight_refused_outside_canary() -> None:
+    load()
+    with pytest.raises(services.OperationRefused, match="promote it to canary"):
+        services.slice_set_weight(name="catalogue", weight=Decimal("10"), who="op")
+
+
+def test_commands_print_changes_and_refuse_with_actionable_message(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(PLAN)
+    out = StringIO()
+    call_command("strangler", "load-plan", str(plan_file), "--dry-run", stdout=out)
+    assert out.getvalue().startswith("DRY RUN, nothing changed")
+    assert not Slice.objects.using("control").exists()
+    call_command("strangler", "load-plan", str(plan_file), "--why", "first plan", stdout=out)
+    out = StringIO()
+    call_command("strangler", "slices", stdout=out)
+    assert "catalogue" in out.getvalue() and "legacy" in out.getvalue()
+    with pytest.raises(CommandError, match="promote it to canary"):
+        call_command("strangler", "weight", "catalogue", "10")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(PLAN.replace("prefix: /shop", "prefix: shop"))
+    with pytest.raises(CommandError, match=r"plan.slices.catalogue.routes\[0\].prefix: 'shop/api/products/'"):
+        call_command("strangler", "validate-plan", str(bad))
+    out = StringIO()
+    call_command("strangler", "audit", stdout=out)
+    assert "plan.load" in out.getvalue() and "first plan" in out.getvalue()
+
+
+@pytest.mark.urls("config.urls.proxy")
+def test_staff_api_refuses_anonymous_and_acts_for_staff() -> None:
+    load()
+    client = Client()
+    assert client.get("/_strangler/api/slices/").status_code in (401, 403)
+    headers = {"Authorization": f"Token {staff_token()}"}
+    listed = client.get("/_strangler/api/slices/", headers=headers)
+    assert listed.status_code == 200 and listed.json()["results"][0]["name"] == "catalogue"
+    promoted = client.post(
+        "/_strangler/api/slices/catalogue/promote/",
+        data=json.dumps({"why": "api"}),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert promoted.status_code == 200, promoted.content
+    assert promoted.json()["to"]["phase"] == "syncing"
+    refused = client.post(
+        "/_strangler/api/slices/catalogue/weight/",
+        data=json.dumps({"weight": 10}),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "refused"
+    invalid = client.post(
+        "/_strangler/api/plan/",
+        data=json.dumps({"plan": "version: 2\n"}),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert invalid.status_code == 422
+    assert "plan.version: 2 is not a supported version (use 1)" in invalid.json()["error"]["details"]
+    audit = client.get("/_strangler/api/audit/", headers=headers).json()["results"]
+    assert audit[0]["who"] == "staff" and audit[0]["action"] == "promote"
+
+
+@pytest.mark.urls("config.urls.proxy")
+def test_admin_actions_go_through_the_audited_services() -> None:
+    from django.contrib.auth import get_user_model
+
+    load()
+    admin_user = get_user_model().objects.create_superuser("root-admin", "a@example.test", "pw")
+    client = Client()
+    client.force_login(admin_user)
+    slice_id = Slice.objects.using("control").get(name="catalogue").id
+    response = client.post(
+        "/_strangler/admin/strangler/slice/", {"action": "promote", "_selected_action": [slice_id]}
+    )
+    assert response.status_code == 302
+    assert Slice.objects.using("control").get(name="catalogue").phase == "syncing"
+    entry = AuditEntry.objects.using("control").filter(action="promote").get()
+    assert entry.who == "admin:root-admin"
+
+
+def test_the_monolith_plan_shipped_with_the_toolkit_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for i, name in enumerate(["LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL"]):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{9000 + i}")
+    plan = plan_load_file(Path(__file__).resolve().parent.parent / "plans" / "monolith.yaml")
+    assert [s.name for s in plan.slices] == [
+        "catalogue",
+        "shop-orders",
+        "crm-orders",
+        "pricing",
+        "production",
+    ]
+    monkeypatch.delenv("SHOP_URL")
+    with pytest.raises(PlanError, match=r"plan.backends.shop.urls\[0\]: refers to \$\{SHOP_URL\}"):
+        plan_load_file(Path(__file__).resolve().parent.parent / "plans" / "monolith.yaml")

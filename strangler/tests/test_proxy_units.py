@@ -1,0 +1,130 @@
+"""Units of the data plane: cohort hashing, route matching, shadow comparison, canary analysis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strangler.proxy.analysis import CanaryAnalyzer
+from strangler.proxy.cohort import in_canary, murmur2, weight_threshold
+from strangler.proxy.routing import LEGACY, NEW, Pins, RoutingTable, decide
+from strangler.proxy.shadow import responses_compare
+
+
+def _slice(name: str, phase: str, routes: list[dict[str, Any]], weight: float = 0.0) -> dict[str, Any]:
+    return {
+        "name": name,
+        "phase": phase,
+        "canary_weight": weight,
+        "legacy": {"name": "legacy", "urls": ["http://127.0.0.1:1"]},
+        "new": {"name": f"{name}-svc", "urls": ["http://127.0.0.1:2", "http://127.0.0.1:3"]},
+        "shadow_enabled": False,
+        "shadow_sample_rate": 1.0,
+        "shadow_compare_headers": [],
+        "shadow_ignore": {},
+        "pin_after_write_seconds": 5.0,
+        "max_error_rate_delta": 0.05,
+        "max_p99_ratio": 2.0,
+        "p99_slack_ms": 10.0,
+        "rollback_intervals": 2,
+        "min_interval_requests": 10,
+        "write_freeze_until": None,
+        "write_freeze_max_held": 10,
+        "routes": [
+            {"pattern": "", "prefix": "", "methods": [], "exposure": "public", "position": i, **r}
+            for i, r in enumerate(routes)
+        ],
+    }
+
+
+TABLE = RoutingTable(
+    {
+        "version": 1,
+        "default_backend": {"name": "legacy", "urls": ["http://127.0.0.1:1"]},
+        "default_exposure": "public",
+        "slices": [
+            _slice(
+                "catalogue",
+                "live",
+                [{"name": "products", "prefix": "/shop/api/products/", "methods": ["GET"]}],
+            ),
+            _slice(
+                "orders",
+                "canary",
+                [{"name": "orders", "prefix": "/shop/api/", "methods": ["GET", "POST"]}],
+                50,
+            ),
+            _slice("special", "live", [{"name": "special", "pattern": r"^/shop/api/products/special-\d+/$"}]),
+        ],
+    }
+)
+
+
+def test_murmur2_is_stable_and_cohorts_only_grow_with_the_weight() -> None:
+    assert murmur2(b"") == murmur2(b"")
+    assert murmur2(b"customer-1") != murmur2(b"customer-2")
+    keys = [f"Bearer k{i}".encode() for i in range(2000)]
+    previous: set[bytes] = set()
+    for weight in (0, 1, 10, 10.5, 20, 50, 99.99, 100):
+        cohort = {k for k in keys if in_canary(k, weight_threshold(weight))}
+        assert previous <= cohort
+        assert abs(len(cohort) - 20 * weight) < 80
+        previous = cohort
+    assert weight_threshold(100) == 0xFFFFFFFF and weight_threshold(0) == 0
+
+
+def test_patterns_first_then_longest_prefix_with_method_fall_through() -> None:
+    assert TABLE.match("GET", "/shop/api/products/special-7/").name == "special"
+    assert TABLE.match("GET", "/shop/api/products/1/").name == "products"
+    # POST is not a method of the products route: the shorter /shop/api/ prefix (orders) takes it.
+    assert TABLE.match("POST", "/shop/api/products/1/").name == "orders"
+    assert TABLE.match("DELETE", "/shop/api/products/1/").name == "default"
+    assert TABLE.match("GET", "/crm/").name == "default"
+    assert TABLE.slices["special"].new.next_address({}, 0) != TABLE.slices["special"].new.next_address({}, 0)
+
+
+def test_canary_writes_stay_on_legacy_and_pin_the_writer() -> None:
+    pins = Pins()
+    route = TABLE.match("GET", "/shop/api/orders/")
+    key = next(f"k{i}".encode() for i in range(100) if in_canary(f"k{i}".encode(), weight_threshold(50)))
+    assert decide(TABLE, route, "GET", key, None, pins, 1000.0, 0.5).generation == NEW
+    write = decide(TABLE, route, "POST", key, None, pins, 1000.0, 0.5)
+    assert write.generation == LEGACY and write.pin_seconds == 5.0
+    assert decide(TABLE, route, "GET", key, None, pins, 1004.0, 0.5).generation == LEGACY
+    assert decide(TABLE, route, "GET", key, None, pins, 1005.1, 0.5).generation == NEW
+    assert decide(TABLE, route, "GET", key, "legacy", pins, 1005.1, 0.5).generation == LEGACY
+
+
+def test_shadow_comparison_ignores_noise_by_path_and_names_real_differences() -> None:
+    legacy = (200, {"content-type": "application/json"}, b'{"results": [{"id": 1, "sku": "A", "at": 1}]}')
+    new = (200, {"content-type": "application/json"}, b'{"results": [{"id": 9, "sku": "B", "at": 2}]}')
+    rules = {"/shop/api/": ["results.*.id", "*.at"]}
+    assert responses_compare(
+        path="/shop/api/x", legacy=legacy, new=new, compare_headers=[], ignore=rules
+    ) == ['body.results.0.sku: "A" != "B"']
+    unruled = responses_compare(path="/other", legacy=legacy, new=new, compare_headers=[], ignore=rules)
+    assert len(unruled) == 3
+    status = responses_compare(
+        path="/",
+        legacy=legacy,
+        new=(500, {"content-type": "text/html"}, b"x"),
+        compare_headers=["content-type"],
+        ignore={},
+    )
+    assert status[:2] == ["status: 200 != 500", "header content-type: 'application/json' != 'text/html'"]
+
+
+def test_analysis_condemns_only_after_consecutive_bad_intervals() -> None:
+    analyzer = CanaryAnalyzer()
+
+    def interval(new_errors: int) -> list[tuple[str, dict[str, Any]]]:
+        for i in range(20):
+            analyzer.record("orders", LEGACY, 0.01, False)
+            analyzer.record("orders", NEW, 0.01, i < new_errors)
+        return analyzer.evaluate(TABLE)
+
+    assert interval(5) == []  # first bad interval
+    assert interval(0) == []  # a good one resets the streak
+    assert interval(5) == []
+    verdicts = interval(5)
+    assert [name for name, _ in verdicts] == ["orders"]
+    assert verdicts[0][1]["new_error_rate"] == 0.25 and verdicts[0][1]["error_bound_broken"] is True

@@ -1,0 +1,222 @@
+"""Processes and helpers shared by the proxy's integration tests: controllable backends, proxy
+processes, plan loading that waits until the proxy routes with it, and a small load loop.
+
+The load loop stands in for `manage.py traffic` until that command exists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ops.process_group import (
+    ManagedProcess,
+    ProcessGroup,
+    free_port,
+    manage_command,
+    python_command,
+    wait_http_ok,
+)
+from strangler import services
+from strangler.plan import plan_parse
+from strangler.selectors import routing_version
+
+LOG_DIR = Path(__file__).resolve().parent.parent.parent / ".local" / "test-logs"
+INTERNAL_TOKEN = "test-internal-token"
+
+PLAN = """
+version: 1
+default_backend: legacy
+backends:
+  legacy: {{urls: ["{legacy}"]}}
+  new: {{urls: ["{new}"]}}
+slices:
+  catalogue:
+    service: new
+    routes:
+      - {{name: products, prefix: /shop/api/products/, methods: [GET, HEAD]}}
+      - {{name: orders, prefix: /shop/api/orders/, methods: [GET, POST]}}
+      - {{name: echo, prefix: /echo/}}
+    shadow:
+      sample_rate: 1.0
+      compare_headers: [content-type]
+      ignore: {{/shop/api/: ["id", "generated_at"]}}
+    canary: {{pin_after_write_seconds: 1.5}}
+    rollback: {{intervals: 2, min_interval_requests: 5, max_error_rate_delta: 0.05}}
+  production:
+    service: new
+    routes:
+      - {{name: production-orders, prefix: /mes/api/production-orders/, exposure: internal}}
+"""
+
+
+def backend_start(group: ProcessGroup, name: str, port: int | None = None) -> tuple[ManagedProcess, str]:
+    port = port or free_port()
+    process = group.start(
+        ManagedProcess(
+            f"backend-{name}",
+            python_command("-m", "strangler.testing_backend", "--name", name, "--port", str(port)),
+            {},
+            LOG_DIR / f"proxy-backend-{name}-{port}.log",
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/healthz", seconds=20, process=process.popen)
+    return process, url
+
+
+def proxy_start(group: ProcessGroup, env: dict[str, str], tag: str) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    proxy_env = {
+        **env,
+        "SERVICE": "proxy",
+        "STRANGLER_ANALYSIS_INTERVAL": "0.5",
+        "STRANGLER_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "STRANGLER_MAX_BODY_BYTES": "65536",
+        "STRANGLER_READ_TIMEOUT": "2",
+        "LOG_LEVEL": "INFO",
+    }
+    process = group.start(
+        ManagedProcess(
+            f"proxy-{tag}",
+            manage_command("strangler", "serve", "--port", str(port)),
+            proxy_env,
+            LOG_DIR / f"proxy-{tag}-{port}.log",
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/_strangler/healthz", seconds=30, process=process.popen)
+    return process, url
+
+
+def proxy_routing(proxy_url: str) -> dict:
+    return requests.get(
+        f"{proxy_url}/_strangler/routing", headers={"X-Strangler-Internal-Token": INTERNAL_TOKEN}, timeout=5
+    ).json()
+
+
+def wait_until(predicate: Callable[[], object], *, seconds: float, interval: float = 0.02) -> float:
+    """Waits for predicate; returns how long it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {seconds} s")
+
+
+def proxy_caught_up(*proxy_urls: str) -> float:
+    """Waits until every proxy routes with the control database's current version."""
+    version = routing_version()
+    return wait_until(lambda: all(proxy_routing(u)["version"] == version for u in proxy_urls), seconds=5)
+
+
+@dataclass
+class Stack:
+    group: ProcessGroup
+    env: dict[str, str]
+    legacy: ManagedProcess
+    legacy_url: str
+    new: ManagedProcess
+    new_url: str
+    proxy: ManagedProcess
+    proxy_url: str
+
+    def load_plan(self) -> None:
+        services.plan_apply(
+            plan=plan_parse(PLAN.format(legacy=self.legacy_url, new=self.new_url)), who="test"
+        )
+        proxy_caught_up(self.proxy_url)
+
+    def to_phase(self, slice_name: str, phase: str) -> None:
+        from strangler.models import PHASE_ORDER, Slice
+
+        while (current := Slice.objects.using("control").get(name=slice_name).phase) != phase:
+            assert PHASE_ORDER.index(current) < PHASE_ORDER.index(phase)
+            services.slice_promote(name=slice_name, who="test", force=True, why="test setup")
+        proxy_caught_up(self.proxy_url)
+
+    def backend_mode(self, url: str, **mode: Any) -> None:
+        requests.post(f"{url}/_control/mode", json=mode, timeout=5).raise_for_status()
+
+    def restart_new(self) -> None:
+        port = int(self.new_url.rsplit(":", 1)[1])
+        self.new.stop()
+        self.new, _ = backend_start(self.group, "new", port)
+
+
+def stack_start(group: ProcessGroup, env: dict[str, str]) -> Stack:
+    legacy, legacy_url = backend_start(group, "legacy")
+    new, new_url = backend_start(group, "new")
+    proxy, proxy_url = proxy_start(group, env, "main")
+    return Stack(group, env, legacy, legacy_url, new, new_url, proxy, proxy_url)
+
+
+@dataclass
+class LoadLoop:
+    """Customers reading (and some writing) through the proxy on a few threads until stopped."""
+
+    url: str
+    paths: list[str]
+    customers: int = 50
+    threads: int = 4
+    write_path: str | None = None
+    statuses: Counter[int] = field(default_factory=Counter)
+    backends: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self, index: int) -> None:
+        session = requests.Session()
+        n = index
+        deadline = time.monotonic() + 120  # bounded even if a test forgets to stop it
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            n += self.threads
+            customer = f"Bearer load-{n % self.customers}"
+            try:
+                if self.write_path and n % 10 == 0:
+                    response = session.post(
+                        self.url + self.write_path,
+                        json={"n": n},
+                        headers={"Authorization": customer},
+                        timeout=10,
+                    )
+                else:
+                    response = session.get(
+                        self.url + self.paths[n % len(self.paths)],
+                        headers={"Authorization": customer},
+                        timeout=10,
+                    )
+                with self._lock:
+                    self.statuses[response.status_code] += 1
+                    self.backends[response.headers.get("x-backend-name", "?")] += 1
+                    if response.status_code >= 400:
+                        self.errors.append(f"{response.status_code} {response.text[:200]}")
+            except requests.RequestException as exc:
+                with self._lock:
+                    self.errors.append(repr(exc))
+
+    def __enter__(self) -> LoadLoop:
+        for index in range(self.threads):
+            thread = threading.Thread(target=self._run, args=(index,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
