@@ -7,6 +7,7 @@ terminated (then killed) when the group closes, also on Ctrl-C.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -24,6 +25,16 @@ import structlog
 
 logger = structlog.get_logger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGTERM when its parent dies, so a
+    killed test run or demo (even kill -9) does not leave servers or engines behind."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -80,7 +91,7 @@ class ManagedProcess:
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         logger.debug("process.started", name=self.name, pid=self.popen.pid)
         return self

@@ -24,10 +24,30 @@ from ops.process_group import (
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
-pytest_plugins = ["tests.consumer_fixtures"]
 
 # Fixtures of the change data capture tests (engine processes, captures, brokers).
-pytest_plugins = ["tests.cdc_fixtures"]
+pytest_plugins = ["tests.consumer_fixtures", "tests.cdc_fixtures"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Drops replication slots a killed earlier run left on this checkout's test databases: an
+    idle slot holds WAL, and any slot makes PostgreSQL refuse to drop and recreate the database."""
+    import psycopg
+
+    config = settings.DATABASES["default"]
+    test_names = [db["TEST"]["NAME"] for db in settings.DATABASES.values()]
+    try:
+        with psycopg.connect(
+            host=config["HOST"], port=config["PORT"], user=config["USER"], dbname="postgres", autocommit=True
+        ) as conn:
+            stale = conn.execute(
+                "SELECT slot_name, database FROM pg_replication_slots WHERE NOT active"
+            ).fetchall()
+            for slot_name, database in stale:
+                if any(database == name or database.startswith(f"{name}_gw") for name in test_names):
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot_name])
+    except psycopg.OperationalError:
+        pass  # no server: the database fixtures will say so with a clearer message
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -74,41 +94,38 @@ class LegacyStack:
     processes: dict[str, ManagedProcess]
 
 
-_running_stacks: list[LegacyStack] = []
-
-
-def start_legacy_stack(group: ProcessGroup, env: dict[str, str], tag: str) -> LegacyStack:
+def start_legacy_stack(
+    group: ProcessGroup, env: dict[str, str], tag: str, *, polling: bool = False
+) -> LegacyStack:
+    """The monolith's web and worker processes, and its polling scheduler when `polling`."""
     port = free_port()
     processes = {}
     for name, command in legacy_process_commands(port=port).items():
+        if name == "beat" and not polling:
+            continue
         log_path = Path(LOG_DIR / f"{tag}-{name}-{port}.log")
         processes[name] = group.start(ManagedProcess(name, command, env, log_path))
     base_url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{base_url}/healthz", seconds=30, process=processes["web"].popen)
-    stack = LegacyStack(base_url=base_url, processes=processes)
-    _running_stacks.append(stack)
-    return stack
+    return LegacyStack(base_url=base_url, processes=processes)
 
 
 @pytest.fixture(scope="session")
 def legacy_stack(live_env: dict[str, str], worker_id: str) -> Iterator[LegacyStack]:
-    """The monolith's web, worker and scheduler, running until the end of the session."""
+    """The monolith's web and worker, running until the end of the session (polling: legacy_polling)."""
     with ProcessGroup() as group:
-        stack = start_legacy_stack(group, live_env, f"legacy-{worker_id}")
-        yield stack
-    _running_stacks.remove(stack)
+        yield start_legacy_stack(group, live_env, f"legacy-{worker_id}")
 
 
 @pytest.fixture
-def polling_paused() -> Iterator[None]:
-    """Stops the CRM's polling scheduler of every running legacy stack for one test.
+def legacy_polling(legacy_stack: LegacyStack, live_env: dict[str, str]) -> Iterator[ManagedProcess]:
+    """The CRM's polling scheduler (Celery beat) for one test.
 
-    The session's legacy stack polls the same test database in `polling` mode; a test of the
-    events mode would otherwise race it for every confirmed order it creates.
+    The session's legacy stack runs without it: every test shares its test database, and a
+    poller running all session long would race CDC and events-mode tests for the orders they make.
     """
-    paused = [stack.processes["beat"] for stack in _running_stacks if stack.processes["beat"].alive()]
-    for beat in paused:
-        beat.stop()
-    yield
-    for beat in paused:
-        beat.start()
+    tag = free_port()  # names the schedule file; any unique number does
+    command = legacy_process_commands(port=tag)["beat"]
+    beat = ManagedProcess("beat", command, live_env, LOG_DIR / f"legacy-beat-{tag}.log").start()
+    yield beat
+    beat.stop()

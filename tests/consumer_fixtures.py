@@ -57,7 +57,7 @@ def consumer_vhost() -> Iterator[str]:
 
 
 @pytest.fixture
-def consumer_env(live_env: dict[str, str], consumer_vhost: str, polling_paused: None) -> dict[str, str]:
+def consumer_env(live_env: dict[str, str], consumer_vhost: str) -> dict[str, str]:
     return {
         **live_env,
         "SERVICE": "legacy",

@@ -21,7 +21,7 @@ def wait_for(predicate, *, seconds: float, interval: float = 0.1):  # type: igno
     raise AssertionError(f"condition not met within {seconds} s")
 
 
-def test_order_placed_confirmed_and_produced_shows_done_in_shop(legacy_stack) -> None:  # type: ignore[no-untyped-def]
+def test_order_placed_confirmed_and_produced_shows_done_in_shop(legacy_stack, legacy_polling) -> None:  # type: ignore[no-untyped-def]
     PricingRuleFactory()
     product = ProductFactory()
     customer = CustomerFactory()

@@ -136,7 +136,9 @@ def test_seed_refuses_a_database_with_data_unless_reset() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_traffic_against_the_running_monolith_sees_no_error_on_any_route(legacy_stack) -> None:  # type: ignore[no-untyped-def]
+def test_traffic_against_the_running_monolith_sees_no_error_on_any_route(
+    legacy_stack, legacy_polling
+) -> None:  # type: ignore[no-untyped-def]
     seed()
     placed_before = Order.objects.filter(status=OrderStatus.PLACED).count()
 
