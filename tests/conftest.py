@@ -24,10 +24,9 @@ from ops.process_group import (
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
-pytest_plugins = ["tests.consumer_fixtures"]
-
-# Fixtures of the change data capture tests (engine processes, captures, brokers).
-pytest_plugins = ["tests.cdc_fixtures"]
+# Fixtures of the event consumers' tests and of the change data capture tests (engine processes,
+# captures, brokers). One assignment: a second one would silently replace the first.
+pytest_plugins = ["tests.consumer_fixtures", "tests.cdc_fixtures"]
 
 
 def _rabbitmqctl(*args: str) -> None:
