@@ -25,7 +25,8 @@ from ops.process_group import (
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
 
-# Fixtures of the change data capture tests (engine processes, captures, brokers).
+# Fixtures of the event consumers' tests and of the change data capture tests (engine processes,
+# captures, brokers). One assignment: a second one would silently replace the first.
 pytest_plugins = ["tests.consumer_fixtures", "tests.cdc_fixtures"]
 
 

@@ -10,7 +10,7 @@ from legacy.mes.models import ApiKey, PricingRule, QuantityDiscount, hash_api_ke
 from legacy.shop.models import Customer, Material, Product, ProductMaterial, ProductOption
 
 
-class MaterialFactory(factory.django.DjangoModelFactory):
+class MaterialFactory(factory.django.DjangoModelFactory[Material]):
     class Meta:
         model = Material
 
@@ -19,7 +19,21 @@ class MaterialFactory(factory.django.DjangoModelFactory):
     unit_cost = Decimal("12.5000")
 
 
-class ProductFactory(factory.django.DjangoModelFactory):
+def _product_parts(product: Product, create: bool, extracted: object, **kwargs: object) -> None:
+    if not create or extracted is False:
+        return
+    ProductMaterial.objects.create(product=product, material=MaterialFactory.create(), quantity=Decimal("2"))
+    ProductOption.objects.create(
+        product=product,
+        code="lacquer",
+        name="Lacquer",
+        extra_material=MaterialFactory.create(unit_cost=Decimal("4")),
+        extra_material_quantity=Decimal("0.5"),
+        extra_labour_minutes=10,
+    )
+
+
+class ProductFactory(factory.django.DjangoModelFactory[Product]):
     class Meta:
         model = Product
         skip_postgeneration_save = True
@@ -27,23 +41,17 @@ class ProductFactory(factory.django.DjangoModelFactory):
     sku = factory.Sequence(lambda n: f"SKU-{n:06d}")
     name = factory.LazyAttribute(lambda o: f"Product {o.sku}")
     labour_minutes = 30
-
-    @factory.post_generation
-    def with_parts(self, create: bool, extracted: object, **kwargs: object) -> None:
-        if not create or extracted is False:
-            return
-        ProductMaterial.objects.create(product=self, material=MaterialFactory(), quantity=Decimal("2"))
-        ProductOption.objects.create(
-            product=self,
-            code="lacquer",
-            name="Lacquer",
-            extra_material=MaterialFactory(unit_cost=Decimal("4")),
-            extra_material_quantity=Decimal("0.5"),
-            extra_labour_minutes=10,
-        )
+    # Module-level hooks: factory_boy calls them with the built model instance, not the factory.
+    with_parts = factory.post_generation(_product_parts)
 
 
-class PricingRuleFactory(factory.django.DjangoModelFactory):
+def _rule_tiers(rule: PricingRule, create: bool, extracted: object, **kwargs: object) -> None:
+    if create:
+        QuantityDiscount.objects.create(rule=rule, min_quantity=10, percent=Decimal("5"))
+        QuantityDiscount.objects.create(rule=rule, min_quantity=100, percent=Decimal("12"))
+
+
+class PricingRuleFactory(factory.django.DjangoModelFactory[PricingRule]):
     class Meta:
         model = PricingRule
         skip_postgeneration_save = True
@@ -52,15 +60,10 @@ class PricingRuleFactory(factory.django.DjangoModelFactory):
     labour_rate_per_hour = Decimal("60.00")
     overhead_percent = Decimal("10.00")
     margin_percent = Decimal("20.00")
-
-    @factory.post_generation
-    def tiers(self, create: bool, extracted: object, **kwargs: object) -> None:
-        if create:
-            QuantityDiscount.objects.create(rule=self, min_quantity=10, percent=Decimal("5"))
-            QuantityDiscount.objects.create(rule=self, min_quantity=100, percent=Decimal("12"))
+    tiers = factory.post_generation(_rule_tiers)
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
+class CustomerFactory(factory.django.DjangoModelFactory[Customer]):
     class Meta:
         model = Customer
 

@@ -98,6 +98,10 @@ class Scenario:
     data: TrafficData
     mix: dict[str, float]
     rng: random.Random = field(default_factory=random.Random)
+    # Customers send their token with catalogue requests too (the views ignore it). A proxy that puts
+    # customers into canary cohorts by key then spreads browsing over the cohorts; without it every
+    # anonymous request from this generator shares one key (its address) and so one cohort.
+    signed_in_browsing: bool = False
     # Orders this run has asked to confirm; never asked twice.
     claimed: set[int] = field(default_factory=set)
     _known_production: set[int] = field(default_factory=set)
@@ -135,17 +139,26 @@ class Scenario:
     def _customer(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.rng.choice(self.data.customer_tokens)}"}
 
+    def _browsing(self) -> dict[str, str]:
+        return self._customer() if self.signed_in_browsing else {}
+
     def product_list(self) -> PlannedRequest:
-        return PlannedRequest("customer", "GET /shop/api/products/", "GET", "/shop/api/products/", {})
+        return PlannedRequest(
+            "customer", "GET /shop/api/products/", "GET", "/shop/api/products/", self._browsing()
+        )
 
     def product_show(self) -> PlannedRequest:
         sku = self.rng.choice(self.data.products).sku
         return PlannedRequest(
-            "customer", "GET /shop/api/products/{sku}/", "GET", f"/shop/api/products/{sku}/", {}
+            "customer",
+            "GET /shop/api/products/{sku}/",
+            "GET",
+            f"/shop/api/products/{sku}/",
+            self._browsing(),
         )
 
     def catalogue_page(self) -> PlannedRequest:
-        return PlannedRequest("customer", "GET /shop/", "GET", "/shop/", {})
+        return PlannedRequest("customer", "GET /shop/", "GET", "/shop/", self._browsing())
 
     def order_list(self) -> PlannedRequest:
         return PlannedRequest(

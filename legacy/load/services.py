@@ -34,6 +34,7 @@ class TrafficPlan:
     random_seed: int | None = None
     # Closed loop instead: this many users sending back to back (rate is then ignored).
     closed_loop_users: int = 0
+    signed_in_browsing: bool = False  # see Scenario.signed_in_browsing
 
 
 def traffic_generate(*, plan: TrafficPlan) -> TrafficSummary:
@@ -53,7 +54,12 @@ def traffic_generate(*, plan: TrafficPlan) -> TrafficSummary:
             names, raw_keys = traffic_api_keys_issue(count=count)
         staff_token = traffic_staff_token_ensure() if mix.get("staff", 0.0) > 0 else ""
         data = traffic_data_load(staff_token=staff_token, api_keys=raw_keys)
-        scenario = Scenario(data=data, mix=mix, rng=random.Random(plan.random_seed))
+        scenario = Scenario(
+            data=data,
+            mix=mix,
+            rng=random.Random(plan.random_seed),
+            signed_in_browsing=plan.signed_in_browsing,
+        )
         runner = TrafficRunner(
             base_url=plan.base_url,
             next_request=scenario.next_request,

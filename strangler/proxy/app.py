@@ -329,6 +329,7 @@ class ProxyApp:
             table = self.table or table
             route = table.match(method, path)
             decision = decide(table, route, method, key, None, self.pins, time.time(), 1.0)
+        decision.version = table.version
 
         raw_path: bytes = scope.get("raw_path") or path.encode()
         query: bytes = scope.get("query_string", b"")
@@ -535,7 +536,9 @@ class ProxyApp:
         logger.warning(
             "proxy.fallback_to_legacy", route=decision.route.name, reason=why, request_id=request_id.decode()
         )
-        legacy = Decision(decision.route, LEGACY, decision.route.slice.legacy, reason="fallback")
+        legacy = Decision(
+            decision.route, LEGACY, decision.route.slice.legacy, reason="fallback", version=decision.version
+        )
         sent_at = time.perf_counter()
         try:
             conn = await self._send_request(legacy, method, target, headers, body, False, _no_body, -1)
@@ -628,6 +631,7 @@ class ProxyApp:
                 backend=decision.backend.name,
                 generation=decision.generation,
                 reason=decision.reason,
+                routing_version=decision.version,
                 upstream_ms=round(elapsed * 1000, 2),
                 request_id=request_id.decode(),
             )

@@ -88,6 +88,7 @@ class Decision:
     shadow: bool = False
     reason: str = ""
     pin_seconds: float = 0.0  # set when this write pinned the customer to legacy
+    version: int = 0  # of the routing table that decided; access logs show which change routed what
 
 
 class RoutingTable:

@@ -1,7 +1,11 @@
 """Processes and helpers shared by the proxy's integration tests: controllable backends, proxy
 processes, plan loading that waits until the proxy routes with it, and a small load loop.
 
-The load loop stands in for `manage.py traffic` until that command exists.
+Load against the real monolith comes from `manage.py traffic` (test_proxy_traffic.py). The load loop
+is kept for the tests whose backends are the small controllable ones: the traffic command checks
+the monolith's answers (201 with an order id, staff and partner bodies) and reads its credentials from
+a seeded database, so it cannot drive a backend that only echoes; and a test of the rollback needs
+a new backend that can be told to fail, which the monolith cannot.
 """
 
 from __future__ import annotations
@@ -72,7 +76,9 @@ def backend_start(group: ProcessGroup, name: str, port: int | None = None) -> tu
     return process, url
 
 
-def proxy_start(group: ProcessGroup, env: dict[str, str], tag: str) -> tuple[ManagedProcess, str]:
+def proxy_start(
+    group: ProcessGroup, env: dict[str, str], tag: str, overrides: dict[str, str] | None = None
+) -> tuple[ManagedProcess, str]:
     port = free_port()
     proxy_env = {
         **env,
@@ -82,6 +88,7 @@ def proxy_start(group: ProcessGroup, env: dict[str, str], tag: str) -> tuple[Man
         "STRANGLER_MAX_BODY_BYTES": "65536",
         "STRANGLER_READ_TIMEOUT": "2",
         "LOG_LEVEL": "INFO",
+        **(overrides or {}),
     }
     process = group.start(
         ManagedProcess(
@@ -161,7 +168,8 @@ def stack_start(group: ProcessGroup, env: dict[str, str]) -> Stack:
 
 @dataclass
 class LoadLoop:
-    """Customers reading (and some writing) through the proxy on a few threads until stopped."""
+    """Customers reading (and some writing) through the proxy on a few threads until stopped; it
+    records which backend answered each request from the controllable backends' x-backend-name."""
 
     url: str
     paths: list[str]

@@ -84,3 +84,16 @@ def test_errors_are_classified_by_what_the_request_expects() -> None:
     assert confirm.classify(422, b'{"error": {"code": "invalid_transition"}}') is None
     assert confirm.classify(422, b'{"error": {"code": "not_found"}}') == "unexpected_4xx"
     assert confirm.classify(422, b"not json") == "unexpected_4xx"
+
+
+def test_browsing_is_anonymous_unless_customers_browse_signed_in() -> None:
+    browse = ("product_list", "product_show", "catalogue_page")
+    anonymous = Scenario(data=data(), mix=parse_mix("customer=1"), rng=random.Random(4))
+    assert [getattr(anonymous, action)().headers for action in browse] == [{}, {}, {}]
+    signed_in = Scenario(
+        data=data(), mix=parse_mix("customer=1"), rng=random.Random(4), signed_in_browsing=True
+    )
+    seen = {getattr(signed_in, action)().headers["Authorization"] for action in browse * 20}
+    assert seen == {"Bearer token-a", "Bearer token-b"}
+    # The route templates the summary groups by stay the same.
+    assert [getattr(signed_in, a)().route for a in browse] == [getattr(anonymous, a)().route for a in browse]

@@ -46,6 +46,14 @@ class Command(BaseCommand):
             help="instead of a rate: USERS users each sending as soon as their last answer came",
         )
         parser.add_argument("--random-seed", type=int, default=None, help="repeat the same request sequence")
+        parser.add_argument(
+            "--signed-in-browsing",
+            action="store_true",
+            help="customers send their token with catalogue requests too (product list and page, HTML "
+            "catalogue; the monolith ignores it there). Use it through a strangler proxy: its canary "
+            "cohorts are keyed by customer, and without a token all browsing from this generator "
+            "shares one key, its address, so it lands in one cohort",
+        )
         parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -64,6 +72,7 @@ class Command(BaseCommand):
             timeout=options["timeout"],
             random_seed=options["random_seed"],
             closed_loop_users=options["closed_loop"],
+            signed_in_browsing=options["signed_in_browsing"],
         )
         try:
             summary = traffic_generate(plan=plan)
