@@ -152,7 +152,11 @@ def rolled_back() -> None:
 
 
 def test_weight_changes_and_cutover_under_traffic_cause_no_customer_error(
-    legacy_stack: LegacyStack, new_generation: str, live_env: dict[str, str], tmp_path: Path
+    legacy_stack: LegacyStack,
+    legacy_polling: object,
+    new_generation: str,
+    live_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     call_command("seed", products=12, customers=200, orders=300, random_seed=5, stdout=StringIO())
     # Routing version -> step. The access log names the version that routed each request, so each
