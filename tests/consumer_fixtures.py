@@ -103,7 +103,8 @@ class RunningConsumer:
         """The JSON log lines of the process whose event name is `event`."""
         assert self.process.log_path is not None
         lines = []
-        for line in self.process.log_path.read_text(errors="replace").splitlines():
+        # The last piece is "" or a line still being written (read while the process logs).
+        for line in self.process.log_path.read_text(errors="replace").split("\n")[:-1]:
             if line.startswith("{"):
                 record = json.loads(line)
                 if record.get("event") == event:

@@ -75,7 +75,8 @@ def test_consumer_killed_mid_batch_redelivers_without_second_effect(  # type: ig
 ) -> None:
     topology = group_topology_declare(consumer_vhost, "test-probe")
     # Event 5 kills its consumer right after its batch's transaction commits, before the acks: the
-    # broker redelivers the batch and the inbox must recognise it. Then a second kill lands anywhere.
+    # broker redelivers the batch and the inbox must recognise it. Then a second kill lands in the
+    # middle of the next consumer's own work.
     events = [recorded("k", seq, sleep_seconds=0.05, kill_after_commit=seq == 5) for seq in range(1, 61)]
     amqp_publish(consumer_vhost, events)
 
@@ -86,13 +87,27 @@ def test_consumer_killed_mid_batch_redelivers_without_second_effect(  # type: ig
     committed = [seq for _, seq, _, _ in probe_effects()]
     assert committed == list(range(1, len(committed) + 1)) and 5 in committed
 
+    # The first consumer's batch is what it had prefetched (all 20 of its prefetch when the queue is
+    # full), all committed: a count of effects says nothing of the second one's progress (a wait for
+    # 20 effects let the kill land before it had read a message). Its own log does: it is killed
+    # once it handles an event the first did not commit, i.e. after the redelivered batch (which
+    # comes back first, at its place in the queue) and inside a batch of its own.
     second = start_consumer("test-probe", tag="second")
-    wait_until(lambda: len(probe_effects()) >= 20, seconds=30)
+    wait_until(
+        lambda: any(e["seq"] > len(committed) for e in second.log_events("probe.handling")),
+        seconds=30,
+        interval=0.02,
+        what="the second consumer handling an event the first did not commit",
+    )
     second.process.signal(signal.SIGKILL)
     assert second.process.popen is not None
     second.process.popen.wait(timeout=10)
+    # Each log line is flushed when written, so these lines are in the file before the kill.
     assert events[4]["id"] in {e["event_id"] for e in second.log_events("consumer.duplicate_skipped")}
-    assert len(probe_effects()) < 60, "the second kill came mid-batch"
+    assert min(e["seq"] for e in second.log_events("probe.handling")) == len(committed) + 1, (
+        "no event the first consumer committed was handled again"
+    )
+    assert len(probe_effects()) < 60, "the second kill came mid-stream"
 
     start_consumer("test-probe", tag="third")
     wait_until(lambda: len(probe_effects()) == 60, seconds=30)
