@@ -24,10 +24,9 @@ from ops.process_group import (
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
-pytest_plugins = ["tests.consumer_fixtures"]
-
-# Fixtures of the change data capture tests (engine processes, captures, brokers).
-pytest_plugins = ["tests.cdc_fixtures"]
+# Fixtures of the consumer tests (consumer processes, vhosts) and of the change data capture tests
+# (engine processes, captures, brokers). One list: a second assignment would drop the first.
+pytest_plugins = ["tests.consumer_fixtures", "tests.cdc_fixtures"]
 
 
 def _rabbitmqctl(*args: str) -> None:
