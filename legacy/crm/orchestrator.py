@@ -48,6 +48,23 @@ def confirmed_orders_dispatch(
     return len(orders)
 
 
+def confirmed_orders_dispatch_all(
+    *, batch_size: int, at: datetime, send: Callable[[dict[str, Any]], None]
+) -> int:
+    """Sends every confirmed, unsent order to the MES, a batch per transaction; returns how many."""
+    total = 0
+    while True:
+        sent = confirmed_orders_dispatch(batch_size=batch_size, at=at, send=send)
+        total += sent
+        if sent < batch_size:
+            return total
+
+
+def confirmed_orders_waiting() -> int:
+    """How many confirmed orders have not been sent to the MES yet."""
+    return Order.objects.filter(status=OrderStatus.CONFIRMED, sent_to_mes_at__isnull=True).count()
+
+
 def order_production_dispatch(*, order_id: int, at: datetime, send: Callable[[dict[str, Any]], None]) -> bool:
     """Sends one order to the MES if it is confirmed and not sent yet; False when there is nothing to do.
 

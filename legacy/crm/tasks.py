@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from legacy.crm.orchestrator import confirmed_orders_dispatch
+from legacy.crm.orchestrator import confirmed_orders_dispatch_all
 from legacy.crm.services import production_status_apply
 
 
@@ -16,16 +16,11 @@ def poll_confirmed_orders() -> int:
         return 0
     from legacy.mes.tasks import start_production
 
-    total = 0
-    while True:
-        sent = confirmed_orders_dispatch(
-            batch_size=settings.CRM_POLL_BATCH_SIZE,
-            at=timezone.now(),
-            send=lambda request: start_production.apply_async(kwargs=request),
-        )
-        total += sent
-        if sent < settings.CRM_POLL_BATCH_SIZE:
-            return total
+    return confirmed_orders_dispatch_all(
+        batch_size=settings.CRM_POLL_BATCH_SIZE,
+        at=timezone.now(),
+        send=lambda request: start_production.apply_async(kwargs=request),
+    )
 
 
 @shared_task(name="legacy.crm.tasks.apply_production_status", ignore_result=True)

@@ -1,6 +1,7 @@
 """Retiring the polling loop: the same orders reach the same business result whether the CRM polls
-the shared database (ORCHESTRATION_MODE=polling) or consumes shop.order.confirmed events
-(ORCHESTRATION_MODE=events), and in events mode the polling task does nothing."""
+the shared database (ORCHESTRATION_MODE=polling) or consumes the shop.order.confirmed events that
+the real CDC engine publishes from the database's WAL (ORCHESTRATION_MODE=events), and in events
+mode the polling task does nothing."""
 
 import json
 import subprocess
@@ -17,7 +18,7 @@ from legacy.mes.models import ProductionOrder
 from legacy.shop.models import Order, OrderStatus
 from legacy.shop.services import OrderLineRequest, order_place
 from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, legacy_process_commands
-from tests.consumer_fixtures import LOG_DIR, group_topology_declare, wait_until
+from tests.consumer_fixtures import LOG_DIR, wait_until
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -74,7 +75,7 @@ def start_legacy_workers(group: ProcessGroup, env: dict[str, str], mode: str) ->
 
 
 def test_polling_and_events_modes_reach_the_same_business_result(  # type: ignore[no-untyped-def]
-    consumer_env, consumer_vhost, start_consumer, order_events_delivery
+    consumer_env, start_consumer, engine_order_events
 ) -> None:
     PricingRuleFactory()
     products = [ProductFactory() for _ in range(3)]
@@ -85,16 +86,19 @@ def test_polling_and_events_modes_reach_the_same_business_result(  # type: ignor
         start_legacy_workers(polling, consumer_env, "polling")
         polled = confirmed_orders(products, customer)
         wait_until(lambda: all_done(polled), seconds=60, what="every polled order done")
+    # The real CDC engine publishes the polled orders' events too: only once they are out do the
+    # events-mode queues exist, so that the events consumer sees the evented orders alone.
+    engine_order_events.wait_published(polled, event_type="shop.order.confirmed.v1")
 
-    group_topology_declare(consumer_vhost, "legacy-orchestration")
+    engine_order_events.topology_declare("legacy-orchestration")
     with ProcessGroup() as events:
         start_legacy_workers(events, consumer_env, "events")
         evented = confirmed_orders(products, customer)
-        order_events_delivery(evented)
+        engine_order_events.wait_published(evented, event_type="shop.order.confirmed.v1")
         time.sleep(4 * poll_interval + 2)  # beat and worker are up: a poll would have sent them by now
         assert not Order.objects.filter(id__in=[o.id for o in evented], sent_to_mes_at__isnull=False).exists()
 
-        consumer = start_consumer("legacy-orchestration")
+        consumer = start_consumer("legacy-orchestration", env=engine_order_events.consumer_env)
         wait_until(lambda: all_done(evented), seconds=60, what="every order done in events mode")
         assert consumer.metric("consumer_events_consumed_total", outcome="handled") == len(ORDER_SPECS)
 
