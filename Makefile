@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: demo test lint services services-stop db venv lock bench clean
+.PHONY: demo test lint services services-stop db venv lock bench clean system-packages
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ services-stop:
 db: services
 	$(PY) manage.py db_setup
 
-test: db
+# Debian packages the tests drive as real processes (nginx for the exported proxy configuration);
+# installed when missing and we may (root with apt-get), else the nginx test installs or says why.
+system-packages:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null)
+
+test: db system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Without RabbitMQ, `broker` starts Tansu (Kafka) and the demo runs the events flow over it.
