@@ -8,9 +8,12 @@ single control-settings row for plan loads), so the second action sees the first
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import structlog
@@ -92,18 +95,36 @@ def _lock_slice(alias: str, name: str, hold_lock_seconds: float) -> Slice:
     return slice_
 
 
+@contextmanager
+def _locked_slice(
+    name: str, hold_lock_seconds: float
+) -> Iterator[tuple[str, Slice, dict[str, Any], Callable[..., Change]]]:
+    """A transaction on the control database holding the slice's row lock, which serialises
+    operators (and proxies) acting on one slice. Yields the alias, the slice, its state before,
+    and `finish(action=, who=, why=, gate=, dry_run=)` that audits and saves the change."""
+    alias = control_alias()
+    with transaction.atomic(using=alias):
+        slice_ = _lock_slice(alias, name, hold_lock_seconds)
+        before = slice_state(slice_)
+        yield alias, slice_, before, partial(_finish, alias=alias, slice_=slice_, before=before)
+
+
 def _finish(
     *,
     alias: str,
     action: str,
     slice_: Slice | None,
     before: dict[str, Any],
-    after: dict[str, Any],
     who: str,
     why: str,
     gate: dict[str, Any],
     dry_run: bool,
+    after: dict[str, Any] | None = None,
 ) -> Change:
+    """Audits and saves the change (or rolls it back for a dry run); `after` defaults to the slice's state."""
+    if after is None:
+        assert slice_ is not None, "a change without a slice names its own after-state"
+        after = slice_state(slice_)
     name = slice_.name if slice_ else ""
     change = Change(action, name, before, after, gate, dry_run)
     if dry_run:
@@ -132,10 +153,7 @@ def slice_set_weight(
     """Sets the percent of customers whose reads go to the new backend (canary phase only)."""
     if not Decimal(0) <= weight <= Decimal(100):
         raise OperationRefused(f"Weight {weight} is outside 0-100 (percent of customers).")
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, hold_lock_seconds)
-        before = slice_state(slice_)
+    with _locked_slice(name, hold_lock_seconds) as (alias, slice_, before, finish):
         if slice_.phase != Phase.CANARY:
             raise OperationRefused(
                 f"Slice {name!r} is in phase {slice_.phase}; promote it to canary before setting a weight."
@@ -143,17 +161,7 @@ def slice_set_weight(
         if slice_.paused and weight > slice_.canary_weight:
             raise OperationRefused(f"Slice {name!r} is paused; resume it before raising the weight.")
         slice_.canary_weight = weight.quantize(Decimal("0.01"))
-        return _finish(
-            alias=alias,
-            action="weight",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
-            who=who,
-            why=why,
-            gate={},
-            dry_run=dry_run,
-        )
+        return finish(action="weight", who=who, why=why, gate={}, dry_run=dry_run)
 
 
 def slice_set_shadow(
@@ -169,10 +177,7 @@ def slice_set_shadow(
     """Turns mirroring of sampled reads to the new backend on or off."""
     if sample_rate is not None and not 0 <= sample_rate <= 1:
         raise OperationRefused(f"Sample rate {sample_rate} must be between 0 and 1.")
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, hold_lock_seconds)
-        before = slice_state(slice_)
+    with _locked_slice(name, hold_lock_seconds) as (alias, slice_, before, finish):
         if enabled and PHASE_ORDER.index(slice_.phase) < PHASE_ORDER.index(Phase.SHADOW):
             raise OperationRefused(
                 f"Slice {name!r} is in phase {slice_.phase}: its new database is not in sync yet, "
@@ -181,39 +186,16 @@ def slice_set_shadow(
         slice_.shadow_enabled = enabled
         if sample_rate is not None:
             slice_.shadow_sample_rate = sample_rate
-        return _finish(
-            alias=alias,
-            action="shadow",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
-            who=who,
-            why=why,
-            gate={},
-            dry_run=dry_run,
-        )
+        return finish(action="shadow", who=who, why=why, gate={}, dry_run=dry_run)
 
 
 def slice_set_paused(
     *, name: str, paused: bool, who: str, why: str = "", dry_run: bool = False, hold_lock_seconds: float = 0
 ) -> Change:
     """A paused slice keeps its state: no promotion or weight increase until resumed (rollback stays)."""
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, hold_lock_seconds)
-        before = slice_state(slice_)
+    with _locked_slice(name, hold_lock_seconds) as (alias, slice_, before, finish):
         slice_.paused = paused
-        return _finish(
-            alias=alias,
-            action="pause" if paused else "resume",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
-            who=who,
-            why=why,
-            gate={},
-            dry_run=dry_run,
-        )
+        return finish(action="pause" if paused else "resume", who=who, why=why, gate={}, dry_run=dry_run)
 
 
 def _shadow_figures(slice_: Slice, alias: str) -> dict[str, Any]:
@@ -297,10 +279,7 @@ def slice_promote(
 ) -> Change:
     """Moves the slice one phase forward if its gate passes (or `force` with a reason, audited)."""
     now = now or timezone.now()
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, hold_lock_seconds)
-        before = slice_state(slice_)
+    with _locked_slice(name, hold_lock_seconds) as (alias, slice_, before, finish):
         if slice_.paused:
             raise OperationRefused(f"Slice {name!r} is paused; resume it before promoting.")
         index = PHASE_ORDER.index(slice_.phase)
@@ -317,17 +296,7 @@ def slice_promote(
         if not passed and not why:
             raise OperationRefused("Forcing past a gate needs a reason: add --why.")
         _enter_phase(slice_, target, now)
-        return _finish(
-            alias=alias,
-            action="promote",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
-            who=who,
-            why=why,
-            gate=gate,
-            dry_run=dry_run,
-        )
+        return finish(action="promote", who=who, why=why, gate=gate, dry_run=dry_run)
 
 
 def _describe(figures: dict[str, Any]) -> str:
@@ -352,10 +321,7 @@ def slice_rollback(
     the slice, so several proxies reacting to the same failure roll back once.
     """
     now = now or timezone.now()
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, hold_lock_seconds)
-        before = slice_state(slice_)
+    with _locked_slice(name, hold_lock_seconds) as (alias, slice_, before, finish):
         if only_from is not None and (slice_.phase != only_from or slice_.canary_weight == 0):
             transaction.set_rollback(True, using=alias)
             return Change("rollback", name, before, before, gate or {}, dry_run=True)
@@ -372,17 +338,7 @@ def slice_rollback(
             target = to_phase
         _enter_phase(slice_, target, now)
         slice_.write_freeze_until = None
-        return _finish(
-            alias=alias,
-            action="rollback",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
-            who=who,
-            why=why,
-            gate=gate or {},
-            dry_run=dry_run,
-        )
+        return finish(action="rollback", who=who, why=why, gate=gate or {}, dry_run=dry_run)
 
 
 def slice_report_sync(*, name: str, lag_seconds: float, verified_at: datetime | None) -> None:
@@ -416,10 +372,7 @@ def write_freeze_start(
             f"A write freeze of {seconds} s is outside (0, 300]; keep it short and bounded."
         )
     now = now or timezone.now()
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, 0)
-        before = slice_state(slice_)
+    with _locked_slice(name, 0) as (alias, slice_, before, finish):
         if slice_.write_freeze_until and slice_.write_freeze_until > now:
             raise OperationRefused(
                 f"Writes to {name!r} are already frozen until {slice_.write_freeze_until}."
@@ -427,12 +380,8 @@ def write_freeze_start(
         slice_.write_freeze_until = now + timedelta(seconds=seconds)
         if max_held is not None:
             slice_.write_freeze_max_held = max_held
-        return _finish(
-            alias=alias,
+        return finish(
             action="freeze",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
             who=who,
             why=why,
             gate={"seconds": seconds, "max_held": slice_.write_freeze_max_held},
@@ -453,26 +402,15 @@ def write_freeze_release(
     """Releases held writes; with `promote` the slice flips one phase forward in the same transaction,
     so held writes are released straight to the new owner (the canary -> live cutover)."""
     now = now or timezone.now()
-    alias = control_alias()
-    with transaction.atomic(using=alias):
-        slice_ = _lock_slice(alias, name, 0)
-        before = slice_state(slice_)
+    with _locked_slice(name, 0) as (alias, slice_, before, finish):
         slice_.write_freeze_until = None
         if promote:
             index = PHASE_ORDER.index(slice_.phase)
             if index == len(PHASE_ORDER) - 1:
                 raise OperationRefused(f"Slice {name!r} is retired; there is nothing to flip to.")
             _enter_phase(slice_, PHASE_ORDER[index + 1], now)
-        return _finish(
-            alias=alias,
-            action="flip" if promote else "unfreeze",
-            slice_=slice_,
-            before=before,
-            after=slice_state(slice_),
-            who=who,
-            why=why,
-            gate=gate or {},
-            dry_run=dry_run,
+        return finish(
+            action="flip" if promote else "unfreeze", who=who, why=why, gate=gate or {}, dry_run=dry_run
         )
 
 
