@@ -43,6 +43,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy strangler cdc migrations ops
+	$(VENV)/bin/lint-imports
 
 bench: db
 	@for b in bench/*.py; do [ "$$b" = bench/__init__.py ] || $(PY) $$b; done
