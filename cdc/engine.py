@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models import F
 from pydbzengine import BasePythonChangeHandler, DebeziumEngine
 
@@ -132,8 +132,6 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
 def offsets_reset(config: EngineConfig, *, dry_run: bool) -> list[str]:
     """Forgets the engine's position (its offset table and last-event record): offsets of a dropped
     slot point into WAL the server no longer keeps, and Debezium refuses to start from them."""
-    from django.db import connections
-
     with connections[_control_alias()].cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [config.offset_table])
         exists = cursor.fetchone()[0]
@@ -201,9 +199,10 @@ class PublishingHandler(BasePythonChangeHandler):
         try:
             events, letters = self._translate(records)
             self.publisher.publish_batch(events)
-            # Stored after the events were confirmed and before the batch commits: a crash in
-            # between reads the batch again, and the letters' keys keep them single.
-            dead_letters_store(letters=letters, at=datetime.now(UTC))
+            if letters:
+                # Stored after the events were confirmed and before the batch commits: a crash in
+                # between reads the batch again, and the letters' keys keep them single.
+                self._letters_store(letters)
         except Exception:
             metrics.BATCHES.labels(self.engine_name, "failed").inc()
             logger.exception("cdc.batch_failed", engine=self.engine_name, records=len(records))
@@ -213,6 +212,16 @@ class PublishingHandler(BasePythonChangeHandler):
         self.last_success = time.monotonic()
         if events:
             self._remember(events, record_position(records[-1]))
+
+    def _letters_store(self, letters: list[DeadLetter]) -> None:
+        try:
+            dead_letters_store(letters=letters, at=datetime.now(UTC))
+        finally:
+            # This Java thread is new after every engine restart: a connection left open on it
+            # would never be closed (letters are rare, so reconnecting costs nothing that matters).
+            connection = connections[_control_alias()]
+            if not connection.in_atomic_block:
+                connection.close()
 
     def _translate(self, records: Sequence[Any]) -> tuple[list[Event], list[DeadLetter]]:
         """The batch's events in order, and the changes that could not become valid events."""
