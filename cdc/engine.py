@@ -11,7 +11,6 @@ A change that cannot be translated does not stop the batch: it becomes a dead le
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 import time
@@ -32,7 +31,7 @@ from cdc.dead_letters import POISON_ERRORS, DeadLetter, dead_letters_store, reco
 from cdc.java_logging import java_logging_route
 from cdc.jvm import jvm_find, jvm_options
 from cdc.models import EngineState
-from cdc.records import RecordTranslate, captured_record_from_java, record_position
+from cdc.records import RecordTranslate, captured_record_from_java, record_completed, record_position
 from cdc.replication import HEARTBEAT_TABLE, CaptureTarget, slot_check
 from cdc.transports import Event, Publisher
 
@@ -234,10 +233,12 @@ class PublishingHandler(BasePythonChangeHandler):
             try:
                 events.extend(record_events_checked(self.translate, record))
             except POISON_ERRORS as error:
-                positioned = dataclasses.replace(record, position=record_position(java_record))
                 letters.append(
                     DeadLetter(
-                        capture=self.capture_name, engine=self.engine_name, record=positioned, error=error
+                        capture=self.capture_name,
+                        engine=self.engine_name,
+                        record=record_completed(record, java_record),
+                        error=error,
                     )
                 )
         return events, letters

@@ -3,6 +3,7 @@ what a dead letter keeps so that the same record can be translated again later."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -60,14 +61,21 @@ def _headers(record: Any) -> dict[str, Any]:
 
 
 def captured_record_from_java(record: Any, *, with_headers: bool) -> CapturedRecord:
-    """Copies a pydbzengine ChangeEvent (a Java object) into a CapturedRecord."""
+    """Copies a pydbzengine ChangeEvent (a Java object) into a CapturedRecord. Each read is a call
+    into the JVM, so a row change's key and position are read only for a dead letter (see
+    `record_completed`); the outbox relay needs its key, headers and timestamp for every record."""
     return CapturedRecord(
         destination=str(record.destination()),
-        key=_text(record.key()),
+        key=_text(record.key()) if with_headers else None,
         value=_text(record.value()),
         timestamp_ms=_timestamp_ms(record) if with_headers else None,
         headers=_headers(record) if with_headers else {},
     )
+
+
+def record_completed(captured: CapturedRecord, record: Any) -> CapturedRecord:
+    """The captured record with the key and source position a dead letter keeps."""
+    return dataclasses.replace(captured, key=_text(record.key()), position=record_position(record))
 
 
 # A captured record -> its CloudEvents (none for a record that announces nothing). Built by
