@@ -134,6 +134,10 @@ def dead_letters_select(*, capture: str | None = None, pending_only: bool = Fals
     return list(letters.order_by("id"))
 
 
+def dead_letters_pending_count(*, capture: str) -> int:
+    return CaptureDeadLetter.objects.using(_alias()).filter(capture=capture, replayed_at__isnull=True).count()
+
+
 def dead_letter_get(*, letter_id: int) -> CaptureDeadLetter:
     letter = CaptureDeadLetter.objects.using(_alias()).filter(id=letter_id).first()
     if letter is None:

@@ -81,6 +81,8 @@ def test_an_untranslatable_change_is_dead_lettered_and_the_stream_goes_on_until_
     assert (
         f"{letter.id}  " in listed.stdout and "untranslatable" in listed.stdout and "pending" in listed.stdout
     )
+    status = run_manage(env, "cdc", "status")
+    assert "dead letters pending: 1 (`manage.py cdc dead-letters list`)" in status.stdout, status.stderr
     shown = run_manage(env, "cdc", "dead-letters", "show", str(letter.id))
     assert shown.returncode == 0, shown.stderr
     assert "reason: untranslatable" in shown.stdout and "on_hold" in shown.stdout
@@ -115,4 +117,5 @@ def test_an_untranslatable_change_is_dead_lettered_and_the_stream_goes_on_until_
     again = run_manage(fixed, "cdc", "dead-letters", "replay", "--all")
     assert again.returncode == 0, again.stderr
     assert "no dead letters to replay" in again.stdout
+    assert "dead letters pending: 0" in run_manage(env, "cdc", "status").stdout
     assert cdc_engine.cdc.alive()

@@ -25,6 +25,7 @@ from cdc.dead_letters import (
     DeadLetterNotFound,
     dead_letter_get,
     dead_letter_replay,
+    dead_letters_pending_count,
     dead_letters_select,
 )
 from cdc.engine import EngineConfig, EngineSupervisor, offsets_reset
@@ -175,6 +176,9 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"retained WAL: {retained} (bound {bound}){alert}")
         self.stdout.write(f"publication tables: {', '.join(status.publication_tables) or '-'}")
+        pending = dead_letters_pending_count(capture=config.capture_name)
+        hint = " (`manage.py cdc dead-letters list`)" if pending else ""
+        self.stdout.write(f"dead letters pending: {pending}{hint}")
         state = EngineState.objects.filter(name=config.name).first()
         if state is None or not state.last_event_id:
             self.stdout.write("last event: none published yet")
