@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from cdc.captures import Capture, UnknownCapture, capture_load, capture_translate, record_translate_for
+from cdc.captures import (
+    Capture,
+    UnknownCapture,
+    capture_load,
+    capture_translate,
+    outbox_capture_name,
+    record_translate_for,
+)
+from cdc.outbox_relay import UnreadableOutboxRecord
 from cdc.records import CapturedRecord
 from cdc.row_changes import RowChange, UntranslatableChange, row_change_from_envelope
 from cdc.translation import DomainEvent, row_change_translate
@@ -70,3 +78,25 @@ def test_captures_are_found_through_settings_by_name() -> None:
     assert record_translate_for("toy")(record(envelope("toy_thing", {"id": 4, "kind": "ok"})))
     with pytest.raises(UnknownCapture, match="legacy"):
         capture_load("legacy")
+
+
+def test_an_outbox_row_is_relayed_as_it_is_and_one_without_its_columns_is_unreadable() -> None:
+    translate = record_translate_for(outbox_capture_name(database="production", table="production_outbox"))
+    headers = {
+        "id": "5b0e7a4e-5c2b-4d36-9d62-0b6f0d8f0a11",
+        "type": "test.outbox_probe.v1",
+        "aggregatetype": "order",
+    }
+    row = CapturedRecord(
+        destination="outbox_production_production_outbox.order",
+        key='"12"',
+        value='{"n": 1}',
+        timestamp_ms=1_790_000_000_000,
+        headers=headers,
+    )
+    [event] = translate(row)
+    assert (event["id"], event["subject"], event["data"]) == (headers["id"], "order:12", {"n": 1})
+    assert event["source"] == "/production/production_outbox"
+    assert translate(CapturedRecord(destination="x.public.cdc_heartbeat", key=None, value="{}")) == []
+    with pytest.raises(UnreadableOutboxRecord, match="type"):
+        translate(CapturedRecord(destination=row.destination, key='"12"', value="{}", headers={"id": "x"}))
