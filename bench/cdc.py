@@ -50,9 +50,9 @@ from django.conf import settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from kombu import Connection, Exchange, Queue  # noqa: E402
 
-from cdc.captures import legacy_engine_config  # noqa: E402
+from cdc.captures import capture_engine_config, capture_load  # noqa: E402
+from cdc.cloudevents import cloud_event, stable_event_id  # noqa: E402
 from cdc.engine import EngineConfig, offsets_reset  # noqa: E402
-from cdc.events import cloud_event, stable_event_id  # noqa: E402
 from cdc.replication import capture_setup, capture_teardown  # noqa: E402
 from cdc.transports.rabbitmq import RabbitMQPublisher  # noqa: E402
 from config.routers import database_alias  # noqa: E402
@@ -468,7 +468,7 @@ def main() -> None:
         sku="BENCH-CDC", defaults={"name": "Bench product", "labour_minutes": 1}
     )
     ids = {"customer": customer.id, "product": product.id}
-    base = legacy_engine_config()
+    base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
     name = f"{PREFIX}cdc_bench".lower()
     config = dataclasses.replace(
         base,

@@ -37,7 +37,7 @@ import kombu  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from legacy.crm.models import InboxEntry  # noqa: E402
+from legacy.crm.models import CrmInboxEntry  # noqa: E402
 from ops.process_group import ManagedProcess, ProcessGroup, database_env, manage_command  # noqa: E402
 from tests.consumer_fixtures import group_topology_declare  # noqa: E402
 from tests.consumer_probe import PROBE_TABLE, probe_table_reset  # noqa: E402
@@ -97,7 +97,7 @@ def effects_count() -> int:
 def one_round(url: str, *, batch_size: int, processes: int, tag: str) -> float:
     """Events/s from the first effect to the last, for a fresh backlog."""
     probe_table_reset()
-    InboxEntry.objects.filter(consumer=GROUP).delete()
+    CrmInboxEntry.objects.filter(consumer=GROUP).delete()
     backlog_publish(url, EVENTS)
     env = {
         **database_env(settings.DATABASES),
@@ -159,7 +159,7 @@ def main() -> None:
 
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {PROBE_TABLE}")
-        InboxEntry.objects.filter(consumer=GROUP).delete()
+        CrmInboxEntry.objects.filter(consumer=GROUP).delete()
     medians = {name: round(statistics.median(values)) for name, values in rates.items()}
     print(
         json.dumps(

@@ -1,85 +1,107 @@
-"""The two captures this toolkit runs, built from settings: the legacy engine (row changes of the
-shared database's order tables, translated into domain events) and an outbox relay (rows of one
-outbox table, relayed as they are)."""
+"""What an engine captures, found through settings: a system registers its captures in
+settings.CDC_CAPTURES ({name: "module:factory"}), each factory returning a `Capture` (which tables
+of which database, the translator of each table, the events' source). The toolkit builds the
+engine's configuration and its record translation from that spec; the outbox relay (rows of one
+outbox table, relayed as they are) needs no registration.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 
-from cdc.engine import EngineConfig, Translate
-from cdc.outbox_relay import outbox_records_translate
-from cdc.replication import HEARTBEAT_TABLE, CaptureTarget
-from cdc.translation import CAPTURED_TABLES, envelopes_translate
+from cdc.engine import EngineConfig
+from cdc.outbox_relay import outbox_record_translate
+from cdc.records import CapturedRecord, RecordTranslate
+from cdc.replication import CaptureTarget
+from cdc.row_changes import row_change_from_envelope
+from cdc.translation import Translator, row_change_translate
 from config.routers import database_alias
 
-LEGACY_ENGINE = "legacy"
-HEARTBEAT_SUFFIX = f".{HEARTBEAT_TABLE}"
+OUTBOX_PREFIX = "outbox"
 
 
-class DatabaseProductCatalog:
-    """Skus of the legacy products, read once per product: a product's sku does not change once
-    orders reference it (the shop keys its catalogue on it)."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self._skus: dict[int, str] = {}
-
-    def sku_of(self, product_id: int) -> str:
-        sku = self._skus.get(product_id)
-        if sku is None:
-            connection = connections[self.alias]
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT sku FROM shop_product WHERE id = %s", [product_id])
-                    row = cursor.fetchone()
-            finally:
-                # This runs on Debezium's handler thread, which is new after every engine restart:
-                # a connection left open here would never be closed. Lookups are rare (cache).
-                connection.close()
-            if row is None:
-                raise LookupError(f"product {product_id} of an order line is not in shop_product")
-            sku = self._skus[product_id] = row[0]
-        return sku
+class UnknownCapture(LookupError):
+    """No capture of that name is registered in settings.CDC_CAPTURES."""
 
 
-def legacy_engine_config() -> EngineConfig:
+@dataclass(frozen=True)
+class Capture:
+    """A system's registration of one capture: the toolkit runs it, the system owns its meaning."""
+
+    name: str
+    # Logical database (a key of settings.DATABASE_NAMES) holding the tables.
+    database: str
+    tables: tuple[str, ...]
+    # table -> its translator; a captured table without one is an untranslatable change.
+    translators: Mapping[str, Translator]
+    # CloudEvents `source` of the events, e.g. "/<system>/<part>".
+    source: str
+    # Tables whose old row values the translators compare on update/delete.
+    replica_identity_full: tuple[str, ...] = ()
+
+
+def capture_names() -> list[str]:
+    return sorted(settings.CDC_CAPTURES)
+
+
+def capture_load(name: str) -> Capture:
+    """The capture registered as `name` (imports its factory and calls it)."""
+    spec = settings.CDC_CAPTURES.get(name)
+    if spec is None:
+        registered = ", ".join(capture_names()) or "none"
+        raise UnknownCapture(f"no capture named {name!r} in CDC_CAPTURES (registered: {registered})")
+    module_name, _, factory_name = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), factory_name or "capture")
+    capture = factory()
+    if not isinstance(capture, Capture):
+        raise TypeError(f"{spec} returned {type(capture).__name__}, not a cdc.captures.Capture")
+    return capture
+
+
+def capture_engine_config(capture: Capture) -> EngineConfig:
+    """The engine of a registered capture; slot, publication, offset table and topic prefix come
+    from the CDC_* settings when set, else are named after the capture."""
+    slot = settings.CDC_SLOT_NAME or f"{settings.DB_NAME_PREFIX}cdc_{capture.name}".lower()
     return EngineConfig(
-        name=LEGACY_ENGINE,
+        name=capture.name,
         target=CaptureTarget(
-            database_alias=database_alias("legacy"),
-            tables=CAPTURED_TABLES,
-            slot_name=settings.CDC_SLOT_NAME,
-            publication_name=settings.CDC_PUBLICATION_NAME,
-            # Old values: stage changes and changed customer fields are found by comparing.
-            replica_identity_full=CAPTURED_TABLES,
+            database_alias=database_alias(capture.database),
+            tables=capture.tables,
+            slot_name=slot,
+            publication_name=settings.CDC_PUBLICATION_NAME or slot,
+            replica_identity_full=capture.replica_identity_full,
         ),
-        offset_table=settings.CDC_OFFSET_TABLE,
-        topic_prefix=settings.CDC_TOPIC_PREFIX,
+        offset_table=settings.CDC_OFFSET_TABLE or f"cdc_offsets_{capture.name}",
+        topic_prefix=settings.CDC_TOPIC_PREFIX or capture.name,
     )
 
 
-def legacy_translator() -> Translate:
-    catalog = DatabaseProductCatalog(database_alias("legacy"))
-    source = settings.CDC_EVENT_SOURCE
+def capture_translate(capture: Capture) -> RecordTranslate:
+    """Translation of one record of a registered capture: envelope -> RowChange -> events."""
 
-    def translate(records: Sequence[Any]) -> list[dict[str, Any]]:
-        values = [
-            str(value)
-            for record in records
-            if not str(record.destination()).endswith(HEARTBEAT_SUFFIX)
-            and (value := record.value()) is not None
-        ]
-        return envelopes_translate(values=values, catalog=catalog, source=source)
+    def translate(record: CapturedRecord) -> list[dict[str, Any]]:
+        if record.value is None:
+            return []  # a tombstone
+        change = row_change_from_envelope(record.value)
+        if change is None:
+            return []
+        return row_change_translate(change=change, translators=capture.translators, source=capture.source)
 
     return translate
 
 
+def outbox_capture_name(*, database: str, table: str) -> str:
+    """The name an outbox relay's engine, metrics and dead letters carry."""
+    return f"{OUTBOX_PREFIX}:{database}:{table}"
+
+
 def outbox_engine_config(*, database: str, table: str) -> EngineConfig:
-    """An outbox relay on `table` of the logical database `database` (shop, crm, production, ...);
+    """An outbox relay on `table` of the logical database `database` (a key of DATABASE_NAMES);
     its slot, publication, offset table and topic prefix are named after both."""
     if database not in settings.DATABASE_NAMES:
         raise ValueError(f"database {database!r} is not one of {', '.join(settings.DATABASE_NAMES)}")
@@ -97,13 +119,22 @@ def outbox_engine_config(*, database: str, table: str) -> EngineConfig:
         offset_table=f"cdc_offsets_{slot}",
         topic_prefix=f"outbox_{suffix}".lower(),
         outbox=True,
+        capture=outbox_capture_name(database=database, table=table),
     )
 
 
-def outbox_translator(*, database: str, table: str) -> Translate:
+def outbox_translate(*, database: str, table: str) -> RecordTranslate:
     source = f"/{database}/{table}"
 
-    def translate(records: Sequence[Any]) -> list[dict[str, Any]]:
-        return outbox_records_translate(records, source=source)
+    def translate(record: CapturedRecord) -> list[dict[str, Any]]:
+        return outbox_record_translate(record, source=source)
 
     return translate
+
+
+def record_translate_for(capture_name: str) -> RecordTranslate:
+    """The translation of the capture a dead letter came from, with the code as it is now."""
+    if capture_name.startswith(f"{OUTBOX_PREFIX}:"):
+        _, database, table = capture_name.split(":", 2)
+        return outbox_translate(database=database, table=table)
+    return capture_translate(capture_load(capture_name))

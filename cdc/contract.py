@@ -2,13 +2,14 @@
 
 Every event is a CloudEvents 1.0 structured-mode JSON document::
 
-    {"specversion": "1.0", "id": "...", "source": "/legacy/shop", "type": "shop.order.placed.v1",
-     "subject": "order:123", "time": "2026-01-01T12:00:00.000000Z",
+    {"specversion": "1.0", "id": "...", "source": "/<system>/<part>",
+     "type": "<domain>.<entity>.<happened>.v1", "subject": "order:123", "time": "2026-01-01T12:00:00.000000Z",
      "datacontenttype": "application/json", "traceparent": "00-<32 hex>-<16 hex>-01",
      "data": {...}}
 
 - `type` ends with the version of its payload (`.v1`); the JSON schema of each type is
-  `cdc/schemas/<type>.json` and a publisher refuses an event that has no schema or does not match.
+  `<type>.json` in one of settings.CDC_EVENT_SCHEMA_DIRS (each domain registers its own directory)
+  and a publisher refuses an event that has no schema or does not match.
 - `id` is stable: derived from the change's position in the source (WAL LSN, table, primary key)
   or the outbox row's id, so a redelivered change carries the same id. Consumers deduplicate on it.
 - `subject` is the aggregate id, "<aggregate type>:<id>" ("order:123", "customer:7"). Events of
@@ -43,22 +44,6 @@ DEFAULT_KAFKA_TOPIC = "domain.events"
 TRANSPORT_RABBITMQ = "rabbitmq"
 TRANSPORT_KAFKA = "kafka"
 TRANSPORTS = (TRANSPORT_RABBITMQ, TRANSPORT_KAFKA)
-
-# Event types translated from the legacy tables (schemas in cdc/schemas/).
-CUSTOMER_REGISTERED = "shop.customer.registered.v1"
-CUSTOMER_UPDATED = "shop.customer.updated.v1"
-CUSTOMER_DELETED = "shop.customer.deleted.v1"
-ORDER_CREATED = "shop.order.created.v1"
-ORDER_PLACED = "shop.order.placed.v1"
-ORDER_CONFIRMED = "shop.order.confirmed.v1"
-ORDER_CANCELLED = "shop.order.cancelled.v1"
-ORDER_PRODUCTION_STARTED = "shop.order.production_started.v1"
-ORDER_PRODUCTION_STAGE_CHANGED = "shop.order.production_stage_changed.v1"
-ORDER_PRODUCTION_COMPLETED = "shop.order.production_completed.v1"
-ORDER_DELETED = "shop.order.deleted.v1"
-ORDER_LINE_ADDED = "shop.order_line.added.v1"
-ORDER_LINE_CHANGED = "shop.order_line.changed.v1"
-ORDER_LINE_REMOVED = "shop.order_line.removed.v1"
 
 # Outbox table columns (Debezium's outbox event router defaults, plus traceparent).
 OUTBOX_COLUMNS = ("id", "aggregatetype", "aggregateid", "type", "payload", "traceparent")

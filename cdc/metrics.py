@@ -1,5 +1,5 @@
-"""Prometheus metrics of the CDC engines: published events, batches, restarts, slot lag and the
-retained-WAL alert."""
+"""Prometheus metrics of the CDC engines: published events, batches, restarts, dead letters, slot
+lag and the retained-WAL alert."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -25,4 +25,9 @@ SLOT_RETAINED_WAL_ALERT = Gauge(
     "cdc_slot_retained_wal_alert",
     "1 when the slot retains more WAL than CDC_MAX_RETAINED_WAL_BYTES",
     ["slot"],
+)
+DEAD_LETTERS = Counter(
+    "cdc_dead_letters_total",
+    "Changes stored as dead letters instead of stopping the stream, by capture and reason",
+    ["capture", "reason"],
 )

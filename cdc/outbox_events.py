@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models, router, transaction
 from django.utils import timezone
 
-from cdc.consuming.events import EVENT_TYPE_PATTERN
+from cdc.consuming.envelope import EVENT_TYPE_PATTERN
 
 logger = structlog.get_logger(__name__)
 
@@ -72,7 +72,7 @@ def outbox_write(
 ) -> OutboxEvent:
     """Adds one event to the outbox, in the caller's open transaction (refused outside one).
 
-    `event_type` is versioned (`shop.order.placed.v1`); `payload` must be a JSON object of plain
+    `event_type` is versioned (`sales.invoice.paid.v1`); `payload` must be a JSON object of plain
     values (ids, strings, numbers; decimals as strings). `traceparent` defaults to the one bound to
     the current log context (an incoming request's or event's).
     """

@@ -227,9 +227,11 @@ def cdc_child_env(live_env: dict[str, str], config: EngineConfig, **extra: str) 
 
 
 def legacy_capture_config(worker_id: str, tag: str) -> EngineConfig:
-    from cdc.captures import legacy_engine_config
+    from django.conf import settings
 
-    base = legacy_engine_config()
+    from cdc.captures import capture_engine_config, capture_load
+
+    base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
     name = unique_name(worker_id, tag)
     target = dataclasses.replace(base.target, slot_name=name, publication_name=name)
     return dataclasses.replace(base, target=target, offset_table=f"cdc_offsets_{name}", topic_prefix=name)

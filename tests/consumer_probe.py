@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import structlog
 from django.db import connections, transaction
 
-from cdc.consuming.events import CloudEvent
+from cdc.consuming.envelope import CloudEvent
 from cdc.consuming.groups import ConsumerGroup
-from legacy.crm.models import InboxEntry
+from legacy.crm.models import CrmInboxEntry
 
 logger = structlog.get_logger(__name__)
 
 PROBE_TABLE = "consumer_probe_effect"
-probe = ConsumerGroup("test-probe", service="legacy", inbox=InboxEntry)
+probe = ConsumerGroup("test-probe", service="legacy", inbox=CrmInboxEntry)
 
 
 def probe_table_reset(using: str = "default") -> None:

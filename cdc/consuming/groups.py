@@ -3,14 +3,14 @@
 A group is declared in the consuming app's `consumers.py` (listed in settings.CONSUMER_MODULES)
 and run by `manage.py consume <name>`:
 
-    orchestration = ConsumerGroup("legacy-orchestration", service="legacy", inbox=InboxEntry)
+    billing = ConsumerGroup("billing", service="billing", inbox=BillingInboxEntry)
 
-    @orchestration.handles("shop.order.confirmed.v1", OrderConfirmed)
-    def order_confirmed(event: OrderConfirmed, meta: CloudEvent) -> None:
-        order_production_dispatch(order_id=event.order_id, ...)
+    @billing.handles("sales.invoice.paid.v1", InvoicePaid)
+    def invoice_paid(event: InvoicePaid, meta: CloudEvent) -> None:
+        invoice_settle(invoice_id=event.invoice_id, ...)
 
 Handlers get the payload dataclass and the envelope, never a broker message. A group subscribes to
-every version of the event names it handles (`shop.order.confirmed.*`), so a version it does not
+every version of the event names it handles (`sales.invoice.paid.*`), so a version it does not
 know yet arrives and is dead-lettered as unknown instead of being missed in silence.
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 from django.conf import settings
 from django.db import router
 
-from cdc.consuming.events import CloudEvent, MalformedEvent, event_name
-from cdc.consuming.inbox import InboxEntry
+from cdc.consuming.envelope import CloudEvent, MalformedEvent, event_name
+from cdc.consuming.inbox import AbstractInboxEntry
 
 Handler = Callable[[Any, CloudEvent], None]
 
@@ -59,7 +59,7 @@ class ConsumerGroup:
         name: str,
         *,
         service: str,
-        inbox: type[InboxEntry],
+        inbox: type[AbstractInboxEntry],
         extra_bindings: Iterable[str] = (),
     ) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):

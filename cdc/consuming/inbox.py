@@ -1,6 +1,6 @@
 """The inbox: ids of the events a consumer group has handled, kept in the consumer's OWN database.
 
-Each consuming app subclasses `InboxEntry` in its models (so the table lives, and migrates, with
+Each consuming app subclasses `AbstractInboxEntry` in its models (so the table lives, and migrates, with
 the app's other tables). A row is claimed in the same transaction as the handler's effect: a
 redelivered event finds its row and has no second effect; a handler that fails rolls its claim
 back with its effect.
@@ -13,7 +13,9 @@ from datetime import datetime
 from django.db import connections, models
 
 
-class InboxEntry(models.Model):
+class AbstractInboxEntry(models.Model):
+    """One event a consumer group has handled; abstract: the concrete table is the consuming app's."""
+
     consumer = models.CharField(max_length=100)
     event_id = models.CharField(max_length=255)
     event_type = models.CharField(max_length=255)
@@ -31,7 +33,7 @@ class InboxEntry(models.Model):
 
 def inbox_claim(
     *,
-    inbox: type[InboxEntry],
+    inbox: type[AbstractInboxEntry],
     using: str,
     consumer: str,
     event_id: str,
@@ -58,7 +60,7 @@ def inbox_claim(
 
 def inbox_claim_many(
     *,
-    inbox: type[InboxEntry],
+    inbox: type[AbstractInboxEntry],
     using: str,
     consumer: str,
     events: list[tuple[str, str, str]],
@@ -85,7 +87,9 @@ def inbox_claim_many(
         return {row[0] for row in cursor.fetchall()}
 
 
-def inbox_unclaim(*, inbox: type[InboxEntry], using: str, consumer: str, event_ids: list[str]) -> None:
+def inbox_unclaim(
+    *, inbox: type[AbstractInboxEntry], using: str, consumer: str, event_ids: list[str]
+) -> None:
     """Takes back claims of a batch's messages that were left unhandled (the consumer is stopping)."""
     if not event_ids:
         return

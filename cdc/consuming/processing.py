@@ -25,7 +25,7 @@ import structlog
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections, transaction
 
 from cdc.consuming import metrics
-from cdc.consuming.events import CloudEvent, MalformedEvent, cloudevent_parse, payload_build
+from cdc.consuming.envelope import CloudEvent, MalformedEvent, cloudevent_parse, payload_build
 from cdc.consuming.groups import ConsumerGroup, Route
 from cdc.consuming.inbox import inbox_claim, inbox_claim_many, inbox_unclaim
 

@@ -2,7 +2,7 @@
 
 Topology of a group G (all durable, declared idempotently by every consumer process):
 
-    domain.events (topic) --[one binding per event name: shop.order.confirmed.*]-->
+    domain.events (topic) --[one binding per event name: sales.invoice.paid.*]-->
     G.partitions (x-consistent-hash on header aggregate_id) --> G.p0 .. G.p<N-1>
     G.dead-letter (fanout) --> G.dead-letter (queue)
 

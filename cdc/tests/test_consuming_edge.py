@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cdc.consuming.events import MalformedEvent, cloudevent_parse, payload_build
+from cdc.consuming.envelope import MalformedEvent, cloudevent_parse, payload_build
 from cdc.consuming.groups import topic_matches
 
 

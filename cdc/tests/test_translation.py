@@ -1,4 +1,5 @@
-"""Translation of Debezium envelopes into domain events, and the schemas they must match."""
+"""The toolkit's translation knows no table: a capture registers translators, the toolkit reads
+envelopes, gives events stable ids and refuses tables it has no translator for."""
 
 from __future__ import annotations
 
@@ -6,166 +7,96 @@ import json
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
-from cdc import contract
-from cdc.event_schemas import EventSchemaError, event_validate, known_event_types
-from cdc.translation import envelopes_translate
+from cdc.captures import (
+    Capture,
+    UnknownCapture,
+    capture_load,
+    capture_translate,
+    outbox_capture_name,
+    record_translate_for,
+)
+from cdc.outbox_relay import UnreadableOutboxRecord
+from cdc.records import CapturedRecord
+from cdc.row_changes import RowChange, UntranslatableChange, row_change_from_envelope
+from cdc.translation import DomainEvent, row_change_translate
 
-SOURCE = "/legacy/shop"
+
+def thing_changed(change: RowChange) -> list[DomainEvent]:
+    if change.row["kind"] == "broken":
+        raise UntranslatableChange("broken thing")
+    return [DomainEvent("test.thing.changed.v1", f"thing:{change.row['id']}", {"id": change.row["id"]})]
 
 
-class DictCatalog:
-    def __init__(self, skus: dict[int, str]) -> None:
-        self.skus = skus
-
-    def sku_of(self, product_id: int) -> str:
-        return self.skus[product_id]
-
-
-def envelope(
-    table: str, op: str, after: dict[str, Any] | None, before: dict[str, Any] | None = None, lsn: int = 100
-):
-    return json.dumps(
-        {
-            "before": before,
-            "after": after,
-            "source": {
-                "table": table,
-                "lsn": lsn,
-                "txId": 7,
-                "ts_us": 1_790_000_000_123_456,
-                "schema": "public",
-            },
-            "op": op,
-        }
+def toy_capture() -> Capture:
+    return Capture(
+        name="toy",
+        database="legacy",
+        tables=("toy_thing",),
+        translators={"toy_thing": thing_changed},
+        source="/toy",
     )
 
 
-ORDER = {
-    "id": 12,
-    "public_id": "5b0e7a4e-5c2b-4d36-9d62-0b6f0d8f0a11",
-    "customer_id": 3,
-    "status": "placed",
-    "total": "176.88",
-    "currency": "EUR",
-    "created_at": "2026-11-26T14:11:28.400897Z",
-    "updated_at": "2026-11-26T14:11:28.400897Z",
-    "sent_to_mes_at": None,
-    "production_stage": "",
-}
-LINE = {
-    "id": 40,
-    "order_id": 12,
-    "product_id": 5,
-    "quantity": 2,
-    "options": '["lacquer"]',
-    "unit_price": "88.44",
-    "line_total": "176.88",
-}
+def envelope(table: str, row: dict[str, Any], lsn: int = 10) -> str:
+    source = {"table": table, "lsn": lsn, "txId": 3, "ts_us": 1_790_000_000_000_000}
+    return json.dumps({"before": None, "after": row, "source": source, "op": "c"})
 
 
-def translate(*values: str) -> list[dict[str, Any]]:
-    return envelopes_translate(values=values, catalog=DictCatalog({5: "SKU-5"}), source=SOURCE)
+def record(value: str | None, destination: str = "toy.public.toy_thing") -> CapturedRecord:
+    return CapturedRecord(destination=destination, key=None, value=value)
 
 
-def test_order_line_becomes_a_line_event_on_the_orders_subject_with_its_sku() -> None:
-    [event] = translate(envelope("shop_order_line", "c", LINE))
-    assert event["type"] == contract.ORDER_LINE_ADDED
-    assert event["subject"] == "order:12"
-    assert event["data"] == {
-        "order_id": 12,
-        "line_id": 40,
-        "product_id": 5,
-        "sku": "SKU-5",
-        "quantity": 2,
-        "options": ["lacquer"],
-        "unit_price": "88.44",
-        "line_total": "176.88",
+def test_a_registered_translator_decides_and_the_toolkit_gives_stable_ids() -> None:
+    translate = capture_translate(toy_capture())
+    [event] = translate(record(envelope("toy_thing", {"id": 1, "kind": "ok"})))
+    assert (event["type"], event["subject"], event["source"]) == ("test.thing.changed.v1", "thing:1", "/toy")
+    assert translate(record(envelope("toy_thing", {"id": 1, "kind": "ok"})))[0]["id"] == event["id"]
+    assert translate(record(envelope("toy_thing", {"id": 1, "kind": "ok"}, lsn=11)))[0]["id"] != event["id"]
+
+
+def test_heartbeats_tombstones_and_non_changes_announce_nothing() -> None:
+    translate = capture_translate(toy_capture())
+    assert translate(record(envelope("cdc_heartbeat", {"slot_name": "s", "beat_at": 1}))) == []
+    assert translate(record(None)) == []
+    assert translate(record(json.dumps({"ts_ms": 1}))) == []
+
+
+def test_a_captured_table_without_translator_and_a_refusing_translator_are_untranslatable() -> None:
+    change = row_change_from_envelope(envelope("toy_other", {"id": 2}))
+    assert change is not None
+    with pytest.raises(UntranslatableChange, match="toy_other"):
+        row_change_translate(change=change, translators=toy_capture().translators, source="/toy")
+    with pytest.raises(UntranslatableChange, match="broken"):
+        capture_translate(toy_capture())(record(envelope("toy_thing", {"id": 3, "kind": "broken"})))
+
+
+@override_settings(CDC_CAPTURES={"toy": "cdc.tests.test_translation:toy_capture"})
+def test_captures_are_found_through_settings_by_name() -> None:
+    assert capture_load("toy").tables == ("toy_thing",)
+    assert record_translate_for("toy")(record(envelope("toy_thing", {"id": 4, "kind": "ok"})))
+    with pytest.raises(UnknownCapture, match="legacy"):
+        capture_load("legacy")
+
+
+def test_an_outbox_row_is_relayed_as_it_is_and_one_without_its_columns_is_unreadable() -> None:
+    translate = record_translate_for(outbox_capture_name(database="production", table="production_outbox"))
+    headers = {
+        "id": "5b0e7a4e-5c2b-4d36-9d62-0b6f0d8f0a11",
+        "type": "test.outbox_probe.v1",
+        "aggregatetype": "order",
     }
-    assert event["time"] == "2026-09-21T14:13:20.123456Z"
-    event_validate(event)
-
-
-def test_the_same_change_read_twice_has_the_same_id_and_another_change_another() -> None:
-    first = translate(envelope("shop_order", "c", ORDER))[0]
-    again = translate(envelope("shop_order", "c", ORDER))[0]
-    other = translate(envelope("shop_order", "c", ORDER, lsn=101))[0]
-    assert first == again
-    assert other["id"] != first["id"] and other["traceparent"] != first["traceparent"]
-
-
-@pytest.mark.parametrize(
-    ("status", "event_type"),
-    [
-        ("placed", contract.ORDER_PLACED),
-        ("confirmed", contract.ORDER_CONFIRMED),
-        ("cancelled", contract.ORDER_CANCELLED),
-        ("in_production", contract.ORDER_PRODUCTION_STARTED),
-        ("done", contract.ORDER_PRODUCTION_COMPLETED),
-    ],
-)
-def test_status_history_rows_announce_their_status(status: str, event_type: str) -> None:
-    row = {"id": 1, "order_id": 12, "status": status, "note": "", "actor": "staff", "at": ORDER["created_at"]}
-    [event] = translate(envelope("shop_order_status_history", "c", row))
-    assert event["type"] == event_type and event["subject"] == "order:12"
-    event_validate(event)
-
-
-def test_bookkeeping_updates_and_heartbeats_announce_nothing() -> None:
-    touched = {**ORDER, "updated_at": "2026-11-26T15:00:00Z", "sent_to_mes_at": "2026-11-26T15:00:00Z"}
-    assert translate(envelope("shop_order", "u", touched, before=ORDER)) == []
-    assert translate(json.dumps({"ts_ms": 1790000000000})) == []
-
-
-def test_stage_change_and_customer_update_compare_old_and_new_values() -> None:
-    staged = {**ORDER, "production_stage": "cutting"}
-    [stage] = translate(envelope("shop_order", "u", staged, before={**ORDER, "production_stage": "queued"}))
-    assert stage["data"] == {"order_id": 12, "stage": "cutting", "previous_stage": "queued"}
-    customer = {
-        "id": 3,
-        "email": "a@example.com",
-        "name": "A",
-        "company": "",
-        "api_token": "secret",
-        "created_at": ORDER["created_at"],
-    }
-    [registered] = translate(envelope("shop_customer", "c", customer))
-    assert "api_token" not in registered["data"] and "secret" not in json.dumps(registered)
-    assert translate(envelope("shop_customer", "u", {**customer, "api_token": "new"}, before=customer)) == []
-    [updated] = translate(envelope("shop_customer", "u", {**customer, "company": "ACME"}, before=customer))
-    assert updated["data"]["changed"] == ["company"]
-    for event in (stage, registered, updated):
-        event_validate(event)
-
-
-def test_every_schema_file_is_a_valid_schema_and_covers_every_translated_type() -> None:
-    types = known_event_types()
-    for event_type in types:
-        with pytest.raises(EventSchemaError):
-            event_validate(
-                {
-                    "specversion": "1.0",
-                    "id": "x",
-                    "source": "s",
-                    "type": event_type,
-                    "subject": "order:1",
-                    "time": "2026-01-01T00:00:00Z",
-                    "datacontenttype": "application/json",
-                    "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
-                    "data": {"unexpected": 1},
-                }
-            )
-    translated = {
-        value for name, value in vars(contract).items() if name.isupper() and str(value).startswith("shop.")
-    }
-    assert translated <= set(types)
-
-
-def test_events_without_a_schema_or_with_wrong_data_are_refused() -> None:
-    [event] = translate(envelope("shop_order", "c", ORDER))
-    with pytest.raises(EventSchemaError, match="no schema"):
-        event_validate({**event, "type": "shop.order.teleported.v1"})
-    with pytest.raises(EventSchemaError, match="total"):
-        event_validate({**event, "data": {**event["data"], "total": 176.88}})
-    with pytest.raises(EventSchemaError, match="subject"):
-        event_validate({**event, "subject": "12"})
+    row = CapturedRecord(
+        destination="outbox_production_production_outbox.order",
+        key='"12"',
+        value='{"n": 1}',
+        timestamp_ms=1_790_000_000_000,
+        headers=headers,
+    )
+    [event] = translate(row)
+    assert (event["id"], event["subject"], event["data"]) == (headers["id"], "order:12", {"n": 1})
+    assert event["source"] == "/production/production_outbox"
+    assert translate(CapturedRecord(destination="x.public.cdc_heartbeat", key=None, value="{}")) == []
+    with pytest.raises(UnreadableOutboxRecord, match="type"):
+        translate(CapturedRecord(destination=row.destination, key='"12"', value="{}", headers={"id": "x"}))

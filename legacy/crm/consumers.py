@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from cdc.consuming.events import CloudEvent
+from cdc.consuming.envelope import CloudEvent
 from cdc.consuming.groups import ConsumerGroup
-from legacy.crm.models import InboxEntry
+from legacy.crm.models import CrmInboxEntry
 from legacy.crm.orchestrator import order_production_dispatch
 
-orchestration = ConsumerGroup("legacy-orchestration", service="legacy", inbox=InboxEntry)
+orchestration = ConsumerGroup("legacy-orchestration", service="legacy", inbox=CrmInboxEntry)
 
 
 @dataclass(frozen=True)

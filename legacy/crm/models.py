@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from cdc.consuming.inbox import InboxEntry as BaseInboxEntry
+from cdc.consuming.inbox import AbstractInboxEntry
 from legacy.shop.models import Customer, Order
 
 
@@ -18,8 +18,8 @@ class Note(models.Model):
         ordering = ["-created_at", "-id"]
 
 
-class InboxEntry(BaseInboxEntry):
-    """Events the CRM's consumers have handled (see cdc.consuming.inbox)."""
+class CrmInboxEntry(AbstractInboxEntry):
+    """Events the CRM's consumer groups have handled (see cdc.consuming.inbox)."""
 
-    class Meta(BaseInboxEntry.Meta):
+    class Meta(AbstractInboxEntry.Meta):
         db_table = "crm_inbox"

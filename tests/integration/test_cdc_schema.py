@@ -10,8 +10,8 @@ import uuid
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from cdc.cloudevents import cloud_event, stable_event_id
 from cdc.event_schemas import EventSchemaError
-from cdc.events import cloud_event, stable_event_id
 from cdc.transports.rabbitmq import RabbitMQPublisher
 
 pytestmark = [pytest.mark.integration]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from legacy.crm.models import InboxEntry
+from legacy.crm.models import CrmInboxEntry
 from tests.consumer_fixtures import group_topology_declare, wait_until
 from tests.consumer_probe import probe_effects
 from tests.event_transport import amqp_drain, amqp_publish, amqp_publish_raw, amqp_queue_depths, cloud_event
@@ -35,7 +35,7 @@ def test_duplicate_event_has_no_second_effect(consumer_vhost, start_consumer, pr
     )
 
     assert [(a, s, i) for a, s, i, _ in probe_effects()] == [("a", 1, event["id"])]
-    assert InboxEntry.objects.filter(consumer="test-probe", event_id=event["id"]).count() == 1
+    assert CrmInboxEntry.objects.filter(consumer="test-probe", event_id=event["id"]).count() == 1
     assert consumer.metric("consumer_events_consumed_total", outcome="handled") == 1
 
 
@@ -165,7 +165,7 @@ def test_failing_handler_is_retried_then_dead_lettered(consumer_vhost, start_con
     assert json.loads(dead.body)["id"] == failing["id"]
     assert consumer.metric("consumer_handler_failures_total", event_type="test.probe.failing.v1") == 3
     assert len(consumer.log_events("consumer.handler_failed")) == 3
-    assert not InboxEntry.objects.filter(event_id=failing["id"]).exists()
+    assert not CrmInboxEntry.objects.filter(event_id=failing["id"]).exists()
 
 
 def test_sigterm_finishes_the_message_in_hand_then_exits(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]

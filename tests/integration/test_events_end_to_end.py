@@ -18,7 +18,7 @@ import requests
 from django.db import connection
 from django.db.models import Count
 
-from legacy.crm.models import InboxEntry
+from legacy.crm.models import CrmInboxEntry
 from legacy.mes.models import ProductionOrder
 from legacy.shop.models import Customer, Order, OrderStatus, OrderStatusChange, Product
 from ops.process_group import ManagedProcess, ProcessGroup, free_port, legacy_process_commands, wait_http_ok
@@ -207,7 +207,7 @@ def test_orders_reach_done_through_cdc_and_consumer_despite_kill9_of_both(
     assert per_order == {order_id: 1 for order_id in order_ids}, "exactly one production order per order"
     # The consumer sent every order (no poller ran), once per confirmation event.
     handled = set(
-        InboxEntry.objects.filter(consumer="legacy-orchestration", event_type=CONFIRMED).values_list(
+        CrmInboxEntry.objects.filter(consumer="legacy-orchestration", event_type=CONFIRMED).values_list(
             "subject", flat=True
         )
     )

@@ -1,7 +1,9 @@
-"""manage.py cdc run | setup | status | teardown: the CDC engine and its replication slot."""
+"""manage.py cdc run | setup | status | teardown | dead-letters: a capture's engine, its replication
+slot, and the changes it could not translate."""
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import UTC, datetime
 from typing import Any
@@ -9,11 +11,28 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdc.captures import legacy_engine_config, legacy_translator, outbox_engine_config, outbox_translator
-from cdc.engine import EngineConfig, EngineSupervisor, Translate, offsets_reset
-from cdc.models import EngineState
+from cdc.captures import (
+    UnknownCapture,
+    capture_engine_config,
+    capture_load,
+    capture_translate,
+    outbox_engine_config,
+    outbox_translate,
+    record_translate_for,
+)
+from cdc.dead_letters import (
+    POISON_ERRORS,
+    DeadLetterNotFound,
+    dead_letter_get,
+    dead_letter_replay,
+    dead_letters_pending_count,
+    dead_letters_select,
+)
+from cdc.engine import EngineConfig, EngineSupervisor, offsets_reset
+from cdc.models import CaptureDeadLetter, EngineState
+from cdc.records import RecordTranslate
 from cdc.replication import capture_setup, capture_teardown, slot_check
-from cdc.transports import publisher_from_settings
+from cdc.transports import PublishError, publisher_from_settings
 
 
 def _mib(value: int | None) -> str:
@@ -22,15 +41,19 @@ def _mib(value: int | None) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Change data capture. `run` streams the legacy order tables (or, with --outbox, one outbox "
-        "table) through Debezium to the broker chosen by CDC_TRANSPORT; `setup` creates the "
-        "publication and replication slot; `status` shows the slot's lag and the last event; "
-        "`teardown --yes` drops the slot and publication (`--dry-run` shows what it would do). "
-        "Run `setup` before the first `run`."
+        "Change data capture. `run` streams a registered capture (CDC_CAPTURES; default "
+        "CDC_DEFAULT_CAPTURE) or, with --outbox, one outbox table through "
+        "Debezium to the broker chosen by CDC_TRANSPORT; `setup` creates the publication and "
+        "replication slot; `status` shows the slot's lag and the last event; `teardown --yes` drops "
+        "the slot and publication (`--dry-run` shows what it would do); `dead-letters` lists, shows "
+        "and replays the changes that could not be translated. Run `setup` before the first `run`."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{run,setup,status,teardown}")
+        actions = parser.add_subparsers(
+            dest="action", required=True, metavar="{run,setup,status,teardown,dead-letters}"
+        )
+        self._add_dead_letter_arguments(actions)
         for name, text in (
             ("run", "run the engine until SIGTERM/SIGINT, restarting it after failures"),
             ("setup", "create the publication, replica identities and slot (idempotent)"),
@@ -39,10 +62,15 @@ class Command(BaseCommand):
         ):
             sub = actions.add_parser(name, help=text, description=text)
             sub.add_argument(
-                "--outbox", action="store_true", help="the outbox relay instead of the legacy tables"
+                "--capture",
+                help="a capture registered in CDC_CAPTURES (default: CDC_DEFAULT_CAPTURE)",
             )
             sub.add_argument(
-                "--database", help="with --outbox: logical database of the outbox table (shop, crm, ...)"
+                "--outbox", action="store_true", help="the outbox relay instead of a registered capture"
+            )
+            sub.add_argument(
+                "--database",
+                help="with --outbox: logical database of the outbox table (a key of DATABASE_NAMES)",
             )
             sub.add_argument("--table", help="with --outbox: the outbox table's name")
             if name == "run":
@@ -55,11 +83,39 @@ class Command(BaseCommand):
                 )
                 sub.add_argument("--dry-run", action="store_true", help="only print what would be dropped")
 
-    def _config(self, options: dict[str, Any]) -> tuple[EngineConfig, Translate | None]:
+    def _add_dead_letter_arguments(self, actions: Any) -> None:
+        text = "changes the engine could not translate: list, show <id>, replay <id> | --all"
+        letters = actions.add_parser("dead-letters", help=text, description=text)
+        letter_actions = letters.add_subparsers(dest="letter_action", required=True)
+        listing = letter_actions.add_parser("list", help="the dead letters, oldest first")
+        listing.add_argument("--capture", help="only this capture's letters")
+        listing.add_argument("--pending", action="store_true", help="only letters not replayed yet")
+        show = letter_actions.add_parser("show", help="one letter with its raw change and error")
+        show.add_argument("letter_id", type=int)
+        replay = letter_actions.add_parser(
+            "replay",
+            help="translate again with the current code and publish; the letter is marked, not deleted",
+        )
+        replay.add_argument("letter_id", type=int, nargs="?")
+        replay.add_argument("--all", action="store_true", help="every letter not replayed yet")
+        replay.add_argument("--capture", help="with --all: only this capture's letters")
+        replay.add_argument(
+            "--dry-run", action="store_true", help="print the events it would publish, publish nothing"
+        )
+
+    def _config(self, options: dict[str, Any]) -> tuple[EngineConfig, RecordTranslate]:
+        """The engine the options select and the translation of its records."""
         if not options["outbox"]:
             if options["database"] or options["table"]:
                 raise CommandError("--database and --table select an outbox table; add --outbox.")
-            return legacy_engine_config(), None
+            name = options["capture"] or settings.CDC_DEFAULT_CAPTURE
+            try:
+                capture = capture_load(name)
+            except UnknownCapture as exc:
+                raise CommandError(f"{exc}. Register it in CDC_CAPTURES or pick another --capture.") from exc
+            return capture_engine_config(capture), capture_translate(capture)
+        if options["capture"]:
+            raise CommandError("--capture names a registered capture; leave it out with --outbox.")
         if not options["database"] or not options["table"]:
             raise CommandError(
                 "--outbox needs --database (e.g. production) and --table (e.g. production_outbox)."
@@ -68,11 +124,14 @@ class Command(BaseCommand):
             config = outbox_engine_config(database=options["database"], table=options["table"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        return config, None
+        return config, outbox_translate(database=options["database"], table=options["table"])
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config, _ = self._config(options)
         action = options["action"]
+        if action == "dead-letters":
+            self._dead_letters(options)
+            return
+        config, translate = self._config(options)
         if action == "setup":
             self._setup(config)
         elif action == "status":
@@ -80,7 +139,7 @@ class Command(BaseCommand):
         elif action == "teardown":
             self._teardown(config, yes=options["yes"], dry_run=options["dry_run"])
         else:
-            self._run(config, options)
+            self._run(config, translate, no_setup=options["no_setup"])
 
     def _setup(self, config: EngineConfig) -> None:
         try:
@@ -117,6 +176,9 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"retained WAL: {retained} (bound {bound}){alert}")
         self.stdout.write(f"publication tables: {', '.join(status.publication_tables) or '-'}")
+        pending = dead_letters_pending_count(capture=config.capture_name)
+        hint = " (`manage.py cdc dead-letters list`)" if pending else ""
+        self.stdout.write(f"dead letters pending: {pending}{hint}")
         state = EngineState.objects.filter(name=config.name).first()
         if state is None or not state.last_event_id:
             self.stdout.write("last event: none published yet")
@@ -148,14 +210,9 @@ class Command(BaseCommand):
         for line in actions or ["nothing to drop"]:
             self.stdout.write(f"{prefix}{line}")
 
-    def _run(self, config: EngineConfig, options: dict[str, Any]) -> None:
-        if not options["no_setup"]:
+    def _run(self, config: EngineConfig, translate: RecordTranslate, *, no_setup: bool) -> None:
+        if not no_setup:
             self._setup(config)
-        translate = (
-            outbox_translator(database=options["database"], table=options["table"])
-            if options["outbox"]
-            else legacy_translator()
-        )
         if settings.METRICS_PORT:
             from prometheus_client import start_http_server
 
@@ -174,3 +231,94 @@ class Command(BaseCommand):
         )
         supervisor.run_forever()
         self.stdout.write(f"cdc engine {config.name} stopped")
+
+    def _dead_letters(self, options: dict[str, Any]) -> None:
+        action = options["letter_action"]
+        if action == "list":
+            self._letters_list(
+                dead_letters_select(capture=options["capture"], pending_only=options["pending"])
+            )
+        elif action == "show":
+            self._letter_show(self._letter(options["letter_id"]))
+        else:
+            self._letters_replay(options)
+
+    def _letter(self, letter_id: int) -> CaptureDeadLetter:
+        try:
+            return dead_letter_get(letter_id=letter_id)
+        except DeadLetterNotFound as exc:
+            raise CommandError(f"{exc}; `manage.py cdc dead-letters list` shows the ids.") from exc
+
+    def _letters_list(self, letters: list[CaptureDeadLetter]) -> None:
+        if not letters:
+            self.stdout.write("no dead letters")
+            return
+        for letter in letters:
+            state = f"replayed {letter.replayed_at.isoformat()}" if letter.replayed_at else "pending"
+            self.stdout.write(
+                f"{letter.id}  {letter.created_at.isoformat()}  {letter.capture}  {letter.reason}  "
+                f"{letter.record.get('destination', '')}  {letter.position}  {state}  "
+                f"{letter.error_type}: {letter.error[:120]}"
+            )
+
+    def _letter_show(self, letter: CaptureDeadLetter) -> None:
+        self.stdout.write(f"dead letter {letter.id}")
+        self.stdout.write(f"capture: {letter.capture} (engine {letter.engine})")
+        self.stdout.write(f"position: {letter.position or '-'}")
+        self.stdout.write(f"stored: {letter.created_at.isoformat()}")
+        self.stdout.write(f"reason: {letter.reason}")
+        self.stdout.write(f"error: {letter.error_type}: {letter.error}")
+        replayed = (
+            f"{letter.replayed_at.isoformat()} ({letter.replay_count}x), events {letter.replayed_event_ids}"
+            if letter.replayed_at
+            else "no"
+        )
+        self.stdout.write(f"replayed: {replayed}")
+        self.stdout.write("record:")
+        self.stdout.write(json.dumps(letter.record, indent=2, sort_keys=True))
+
+    def _letters_replay(self, options: dict[str, Any]) -> None:
+        if options["all"] == (options["letter_id"] is not None):
+            raise CommandError("Name one letter id, or --all for every letter not replayed yet.")
+        if options["all"]:
+            letters = dead_letters_select(capture=options["capture"], pending_only=True)
+        else:
+            letters = [self._letter(options["letter_id"])]
+        dry_run = options["dry_run"]
+        publisher = None if dry_run else publisher_from_settings()
+        translations: dict[str, RecordTranslate] = {}
+        failed = 0
+        try:
+            for letter in letters:
+                if letter.capture not in translations:
+                    try:
+                        translations[letter.capture] = record_translate_for(letter.capture)
+                    except UnknownCapture as exc:
+                        raise CommandError(f"{exc}; letter {letter.id} cannot be replayed.") from exc
+                try:
+                    outcome = dead_letter_replay(
+                        letter_id=letter.id,
+                        translate=translations[letter.capture],
+                        publisher=publisher,
+                        at=datetime.now(UTC),
+                    )
+                except POISON_ERRORS as exc:
+                    failed += 1
+                    self.stderr.write(
+                        f"letter {letter.id} still fails: {type(exc).__name__}: {exc} (left as it is)"
+                    )
+                    continue
+                types = ", ".join(f"{e['type']} {e['subject']}" for e in outcome.events) or "no events"
+                verb = "would publish" if dry_run else "published"
+                self.stdout.write(f"letter {letter.id}: {verb} {types}")
+        except PublishError as exc:
+            raise CommandError(
+                f"The broker did not confirm the replayed events ({exc}); run it again."
+            ) from exc
+        finally:
+            if publisher is not None:
+                publisher.close()
+        if not letters:
+            self.stdout.write("no dead letters to replay")
+        if failed:
+            raise CommandError(f"{failed} of {len(letters)} letters still fail; fix the translation first.")

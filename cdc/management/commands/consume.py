@@ -11,7 +11,7 @@ from cdc.consuming.runner import TRANSPORTS, ConsumerSetupError, consumer_run
 
 class Command(BaseCommand):
     help = (
-        "Consume domain events for one consumer group (e.g. legacy-orchestration) until SIGTERM or "
+        "Consume domain events for one consumer group (see --list) until SIGTERM or "
         "Ctrl-C; the message in hand is finished and acknowledged first. Each event is handled once "
         "through the group's inbox; failures are retried, then dead-lettered with their reason. "
         "Logs are JSON on stderr; Prometheus metrics are served on METRICS_PORT when set. Start "
@@ -41,8 +41,7 @@ class Command(BaseCommand):
             return
         if not options["group"]:
             raise CommandError(
-                "Name the consumer group to run, e.g. `manage.py consume legacy-orchestration` "
-                "(--list shows them)."
+                "Name the consumer group to run: `manage.py consume <group>` (--list shows them)."
             )
         try:
             consumer_run(

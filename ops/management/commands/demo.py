@@ -181,10 +181,10 @@ class Command(BaseCommand):
 
     def _capture_setup(self, env: dict[str, str], transport: str) -> Any:
         """The demo's publication and slot; from here on every confirmation has its event."""
-        from cdc.captures import legacy_engine_config
+        from cdc.captures import capture_engine_config, capture_load
         from cdc.replication import capture_setup
 
-        base = legacy_engine_config()
+        base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
         slot = f"{settings.DB_NAME_PREFIX}{DEMO_SLOT}".lower()
         config = dataclasses.replace(
             base,

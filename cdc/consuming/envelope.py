@@ -47,7 +47,7 @@ class CloudEvent:
 
 
 def event_name(event_type: str) -> str:
-    """`shop.order.confirmed.v1` -> `shop.order.confirmed`."""
+    """`sales.invoice.paid.v1` -> `sales.invoice.paid`."""
     if not EVENT_TYPE_PATTERN.match(event_type):
         raise ValueError(f"event type {event_type!r} does not read <domain>.<entity>.<happened>.v<N>")
     return event_type.rsplit(".", 1)[0]

@@ -1,0 +1,65 @@
+"""The one edge module where Debezium change envelopes become `RowChange` objects.
+
+Nothing past this module sees a Debezium envelope: translators (registered by the domain that owns
+the tables, see cdc/captures.py) get a `RowChange` with plain before/after row values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+Row = dict[str, Any]
+
+
+class UntranslatableChange(ValueError):
+    """A change of a captured table that its translation cannot read (a bug or an unknown shape)."""
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One row change of a captured table, read out of a Debezium envelope."""
+
+    table: str
+    op: str  # c (insert), u (update), d (delete), r (snapshot read)
+    before: Row | None
+    after: Row | None
+    lsn: int | None
+    tx_id: int | None
+    committed_at_us: int
+
+    @property
+    def row(self) -> Row:
+        row = self.after if self.after is not None else self.before
+        if row is None:
+            raise UntranslatableChange(f"{self.table} change without row values")
+        return row
+
+    def position(self) -> str:
+        return f"{self.lsn}/{self.tx_id}"
+
+
+def row_change_from_envelope(value: str | bytes | dict[str, Any]) -> RowChange | None:
+    """Reads a Debezium JSON envelope (schemas off); None for records that are not row changes
+    (heartbeats, transaction markers, tombstones)."""
+    envelope = json.loads(value) if isinstance(value, str | bytes) else value
+    if not isinstance(envelope, dict) or "op" not in envelope:
+        return None
+    source = envelope.get("source") or {}
+    micros = source.get("ts_us") or (source.get("ts_ms") or envelope.get("ts_ms") or 0) * 1000
+    return RowChange(
+        table=source.get("table", ""),
+        op=envelope["op"],
+        before=envelope.get("before"),
+        after=envelope.get("after"),
+        lsn=source.get("lsn"),
+        tx_id=source.get("txId"),
+        committed_at_us=int(micros),
+    )
+
+
+def json_column(value: Any) -> list[Any]:
+    """A json/jsonb column's list value: Debezium sends such columns as a JSON string."""
+    parsed = json.loads(value) if isinstance(value, str) else value
+    return list(parsed or [])
