@@ -10,9 +10,12 @@ import socket
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from io import StringIO
+from typing import Any
 
 import pytest
 import requests
+from django.core.management import CommandError, call_command
 
 from ops.process_group import ProcessGroup
 from strangler import services
@@ -106,7 +109,7 @@ def _token(backend: str, seconds: int) -> str:
     )
 
 
-def test_only_signed_overrides_pick_a_backend(stack: Stack) -> None:
+def test_only_signed_overrides_pick_a_backend(stack: Stack, settings: Any) -> None:
     # Defect 4: with the slice in shadow, any anonymous client could read from the backend not live.
     stack.to_phase("catalogue", "shadow")
     url = f"{stack.proxy_url}/shop/api/products/"
@@ -118,7 +121,10 @@ def test_only_signed_overrides_pick_a_backend(stack: Stack) -> None:
 
     assert backend({"X-Strangler-Backend": "new"}) == "legacy"
     assert backend(cookies={"strangler_backend": "new"}) == "legacy"
-    signed = _token("new", 60)
+    settings.STRANGLER_OVERRIDE_SECRET = OVERRIDE_SECRET  # the tester's shell has the proxy's secret
+    out = StringIO()
+    call_command("strangler", "override-token", "new", "--seconds", "60", stdout=out)
+    signed = out.getvalue().strip()
     assert backend({"X-Strangler-Backend": signed}) == "new"
     assert backend(cookies={"strangler_backend": signed}) == "new"
     expired = _token("new", -1)
@@ -127,6 +133,9 @@ def test_only_signed_overrides_pick_a_backend(stack: Stack) -> None:
     assert backend({"X-Strangler-Backend": tampered}) == "legacy"
     forged_backend = "new" + _token("legacy", 60).removeprefix("legacy")
     assert backend({"X-Strangler-Backend": forged_backend}) == "legacy"
+    settings.STRANGLER_OVERRIDE_SECRET = ""
+    with pytest.raises(CommandError, match="STRANGLER_OVERRIDE_SECRET is empty"):
+        call_command("strangler", "override-token", "new")
 
 
 def _rss(stack: Stack) -> int:
