@@ -115,10 +115,9 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             self._refuse(400, "bad_request", "The request is not valid HTTP/1.1.")
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            # The proxy forwards plain HTTP only (uvicorn runs with ws="none"): the request goes on
+            # without its Upgrade (a hop-by-hop header), and the backend answers it as a normal one.
+            logger.debug("proxy.upgrade_ignored", client=self.client)
 
 
 def proxy_protocol(*, header_timeout: float, body_timeout: float) -> type[ProxyHttpProtocol]:

@@ -209,6 +209,20 @@ BAD_REQUESTS: dict[str, tuple[bytes, bytes]] = {
     "negative content-length": (b"POST /echo/x", b"Content-Length: -1\r\n"),
     "content-length too many digits": (b"POST /echo/x", b"Content-Length: " + b"9" * 5000 + b"\r\n"),
     "cookie without equals": (PRODUCTS, b"Cookie: strangler_backend; ;;=\r\n"),
+    "absolute-form target": (b"GET http://example.com/other/", b""),
+    "asterisk target": (b"OPTIONS *", b""),
+    "CONNECT": (b"CONNECT example.com:443", b""),
+    "websocket upgrade": (
+        PRODUCTS,
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+    ),
+    "h2c upgrade": (
+        PRODUCTS,
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n",
+    ),
+    "length and chunked": (b"POST /echo/x", b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"),
+    "header name not a token": (PRODUCTS, b"X Bad\xff: 1\r\n"),
+    "many cookies": (PRODUCTS, b"Cookie: " + b"; ".join(b"c%d=%d" % (i, i) for i in range(2000)) + b"\r\n"),
 }
 
 
