@@ -227,7 +227,7 @@ class ProxyApp:
                 send,
                 status=403,
                 code="internal_route",
-                message=f"{path} is not available from outside.",
+                message=f"{path[:200]} is not available from outside.",
                 request_id=request.request_id,
             )
             return
@@ -385,7 +385,7 @@ class ProxyApp:
                     % (int(time.time()) + seconds, seconds),
                 )
             )
-        shadow = self.mirror.wants(decision)
+        shadow = request.replayable and self.mirror.wants(decision)
         kept: list[bytes] = []
         http10_unsized = request.http_version == "1.0" and not _has_length(conn.headers)
         try:
