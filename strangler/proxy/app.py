@@ -25,7 +25,7 @@ from strangler.proxy import metrics
 from strangler.proxy.analysis import CanaryAnalyzer
 from strangler.proxy.error_responses import error_send
 from strangler.proxy.freeze import WriteFreeze
-from strangler.proxy.header_policy import HeaderPolicy
+from strangler.proxy.header_policy import HOP_BY_HOP, HeaderPolicy
 from strangler.proxy.mirror import ShadowMirror
 from strangler.proxy.pins import Pins
 from strangler.proxy.request import ProxyRequest, RequestRefused
@@ -41,19 +41,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # Hop-by-hop response headers, and the request id the proxy sets itself (one per response).
-_DROP_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"x-request-id",
-    }
-)
+_DROP_RESPONSE = HOP_BY_HOP | {b"proxy-authenticate", b"x-request-id"}
 _JSON = [(b"content-type", b"application/json")]
 # An HTTP/1.0 client cannot read chunked bodies: an answer without a length is collected and sent
 # with one, up to this size (past it the client gets a 502 rather than a body it cannot parse).

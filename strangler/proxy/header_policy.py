@@ -17,32 +17,27 @@ from typing import Any
 from strangler.proxy.overrides import override_verify
 from strangler.proxy.request import ProxyRequest, RequestRefused
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and headers only the proxy may set: dropped from requests.
-DROP_REQUEST = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-        b"expect",
-        b"content-length",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"forwarded",
-        b"x-real-ip",
-        b"x-request-id",
-        b"traceparent",
-        b"tracestate",
-        b"x-strangler-backend",
-        b"x-strangler-internal-token",
-    }
+# Hop-by-hop headers (RFC 9110 7.6.1): never forwarded, in either direction.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
+# Dropped from requests: hop-by-hop ones, and the ones only the proxy may set or read.
+DROP_REQUEST = HOP_BY_HOP | {
+    b"proxy-authorization",
+    b"expect",
+    b"content-length",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"forwarded",
+    b"x-real-ip",
+    b"x-request-id",
+    b"traceparent",
+    b"tracestate",
+    b"x-strangler-backend",
+    b"x-strangler-internal-token",
+}
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 # Epoch seconds fit in 10 digits until the year 2286; longer is not a pin the proxy set.
