@@ -200,23 +200,13 @@ class ProxyApp:
             return
         table = self.table
         if table is None or table.default_backend is None:
-            await error_send(
-                send,
-                status=503,
-                code="not_ready",
-                message="The proxy has no routing table yet.",
-                request_id=request.request_id,
-            )
+            await self._refuse(send, request, 503, "not_ready", "The proxy has no routing table yet.")
             return
         method, path = request.method, request.path
         route = table.match(method, path)
         if route.exposure == "internal" and not self._internal_caller(request.peer, request.internal_token):
-            await error_send(
-                send,
-                status=403,
-                code="internal_route",
-                message=f"{path[:200]} is not available from outside.",
-                request_id=request.request_id,
+            await self._refuse(
+                send, request, 403, "internal_route", f"{path[:200]} is not available from outside."
             )
             return
         now = time.time()
@@ -226,12 +216,12 @@ class ProxyApp:
         slice_ = route.slice
         if slice_ is not None and method not in SAFE_METHODS and slice_.frozen(now):
             if not await self.freeze.hold(slice_.name):
-                await error_send(
+                await self._refuse(
                     send,
-                    status=503,
-                    code="write_frozen",
-                    message="Writes to this resource are paused for a moment.",
-                    request_id=request.request_id,
+                    request,
+                    503,
+                    "write_frozen",
+                    "Writes to this resource are paused for a moment.",
                     extra_headers=[(b"retry-after", b"1")],
                 )
                 return
@@ -279,21 +269,11 @@ class ProxyApp:
                 request_id=request.request_id.decode(),
             )
             if isinstance(exc, UpstreamTimeout):
-                await error_send(
-                    send,
-                    status=504,
-                    code="upstream_timeout",
-                    message="The service did not answer in time.",
-                    request_id=request.request_id,
+                await self._refuse(
+                    send, request, 504, "upstream_timeout", "The service did not answer in time."
                 )
             else:
-                await error_send(
-                    send,
-                    status=502,
-                    code="bad_gateway",
-                    message="The service is unavailable.",
-                    request_id=request.request_id,
-                )
+                await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
             return
         elapsed = time.perf_counter() - sent_at
         status = conn.status
@@ -316,13 +296,28 @@ class ProxyApp:
             and decision.route.slice is not None
         )
 
-    async def _too_large(self, send: Send, request: ProxyRequest, size: int) -> None:
+    @staticmethod
+    async def _refuse(
+        send: Send,
+        request: ProxyRequest,
+        status: int,
+        code: str,
+        message: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """An answer the proxy makes itself for this request (JSON error shape, its request id)."""
         await error_send(
             send,
-            status=413,
-            code="payload_too_large",
-            message=f"The body is over {self.max_body} bytes (read {size}).",
+            status=status,
+            code=code,
+            message=message,
             request_id=request.request_id,
+            extra_headers=extra_headers,
+        )
+
+    async def _too_large(self, send: Send, request: ProxyRequest, size: int) -> None:
+        await self._refuse(
+            send, request, 413, "payload_too_large", f"The body is over {self.max_body} bytes (read {size})."
         )
 
     async def _fallback(self, send: Send, request: ProxyRequest, decision: Decision, why: str) -> None:
@@ -348,13 +343,7 @@ class ProxyApp:
                 error=str(exc),
                 request_id=request.request_id.decode(),
             )
-            await error_send(
-                send,
-                status=502,
-                code="bad_gateway",
-                message="The service is unavailable.",
-                request_id=request.request_id,
-            )
+            await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
             return
         await self._relay(send, conn, request, legacy, time.perf_counter() - sent_at)
 
@@ -461,12 +450,12 @@ class ProxyApp:
             size += len(chunk)
             if size > _HTTP10_MAX_BUFFER:
                 conn.discard()
-                await error_send(
+                await self._refuse(
                     send,
-                    status=502,
-                    code="response_too_large",
-                    message="The answer is too large to send to an HTTP/1.0 client; use HTTP/1.1.",
-                    request_id=request.request_id,
+                    request,
+                    502,
+                    "response_too_large",
+                    "The answer is too large to send to an HTTP/1.0 client; use HTTP/1.1.",
                 )
                 return None
             parts.append(chunk)
