@@ -34,6 +34,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self.read_timer: asyncio.TimerHandle | None = None
         self.read_phase = _HEAD
         self.read_deadline = 0.0
+        self.request_begun = False  # a byte of a request arrived since the last one completed
 
     # One timer per request: armed when a request (or the connection) starts, moved on to the body
     # deadline only if it fires while the body is still coming, cancelled when the request is complete.
@@ -59,6 +60,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.request_begun = True
         if self.read_timer is None:
             self._arm()
 
@@ -69,6 +71,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self.request_begun = False
         super().on_message_complete()
 
     def _read_timeout(self) -> None:
@@ -85,8 +88,14 @@ class ProxyHttpProtocol(HttpToolsProtocol):
                 max(remaining, 0.0) or self.header_timeout, self._read_timeout
             )
             return
+        if head and not self.request_begun:
+            # An idle connection that never started a request is closed without an answer (as
+            # uvicorn closes idle keep-alive ones): a client sending just now must not read a 408
+            # as the answer to a request that never arrived.
+            self.transport.close()
+            return
         logger.info("proxy.client_read_timeout", phase="headers" if head else "body", client=self.client)
-        if head or not cycle.response_started:
+        if head or cycle is None or not cycle.response_started:
             self._refuse(408, "request_timeout", "The request did not arrive in time.")
         else:
             self.transport.close()

@@ -257,7 +257,7 @@ def test_partial_requests_are_closed_after_a_bounded_time(stack: Stack) -> None:
         # The proxy keeps answering others meanwhile.
         assert requests.get(f"{stack.proxy_url}/other/meanwhile", timeout=5).status_code == 200
         still_open = []
-        for sock in sockets:
+        for i, sock in enumerate(sockets):
             sock.settimeout(max(0.05, opened + max(HEADER_TIMEOUT, BODY_TIMEOUT) + 3.0 - time.monotonic()))
             try:
                 answer = b""
@@ -268,7 +268,11 @@ def test_partial_requests_are_closed_after_a_bounded_time(stack: Stack) -> None:
                 continue
             except ConnectionResetError:
                 continue
-            if answer:
+            if i % 3 == 2:
+                # A connection that never began a request is closed without an answer, so a client
+                # that sends just then does not read a 408 as the answer to its request.
+                assert answer == b"", answer[:200]
+            else:
                 head, _, body = answer.partition(b"\r\n\r\n")
                 assert head.startswith(b"HTTP/1.1 408"), answer[:200]
                 assert json.loads(body)["error"]["code"] == "request_timeout"
