@@ -1,4 +1,5 @@
-"""Signed backend overrides for authorised testers (DESIGN.md, "Who may steer a request").
+"""Signed backend overrides for authorised testers: only the proxy's own rules choose a backend for a
+customer; a tester may choose one with a token the operators signed.
 
 A tester sends `X-Strangler-Backend: <token>` or the cookie `strangler_backend=<token>`, where the token
 is `<backend>.<expires at, epoch seconds>.<HMAC-SHA256 of the first two parts, hex>` signed with

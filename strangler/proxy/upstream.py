@@ -1,6 +1,6 @@
 """Pooled keep-alive HTTP/1.1 connections to backends, parsed with httptools (llhttp).
 
-Measured on this machine (STACK.md), an aiohttp client inside an ASGI app cost 205 us of CPU per
+Measured on the 2-core development machines, an aiohttp client inside an ASGI app cost 205 us of CPU per
 proxied request and httpx 1,600 us; this pool of asyncio protocols with an httptools response parser
 cost about 91 us for the whole proxy, which is why the hot path uses it. A response that arrives in
 one read (the common case) is handed over whole; larger ones stream with back-pressure.
