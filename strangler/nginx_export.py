@@ -82,9 +82,10 @@ def nginx_config_render(*, snapshot: dict[str, Any], listen: str, include_only: 
     emit('    "" $remote_addr;')
     emit(f"    default {raw_key};")
     emit("}")
+    # Tester overrides are HMAC-signed tokens (strangler/proxy/overrides.py) that nginx cannot check:
+    # it honours none, as the proxy honours none it cannot verify; testers use the proxy.
     emit("map $http_x_strangler_backend $strangler_override {")
-    emit('    "" $cookie_strangler_backend;')
-    emit("    default $http_x_strangler_backend;")
+    emit('    default "";')
     emit("}")
     networks = settings.STRANGLER_INTERNAL_NETWORKS
     emit("geo $strangler_internal_net {")

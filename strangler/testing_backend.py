@@ -39,10 +39,15 @@ class ControllableBackend:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return None  # the client left mid-body: like Django, act on nothing
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
         path, method = scope["path"], scope["method"]
+        request_id = next((v for n, v in scope["headers"] if n == b"x-request-id"), None)
+        if request_id is not None:
+            send = _echo_request_id(send, request_id)
         if path == "/_control/mode" and method == "POST":
             self.mode.update(json.loads(body or b"{}"))
             self.received.clear()
@@ -107,6 +112,17 @@ class ControllableBackend:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _echo_request_id(send: Any, request_id: bytes) -> Any:
+    """Answers carry the request's X-Request-ID, as the real services' middleware does."""
+
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id)]}
+        await send(message)
+
+    return sending
 
 
 def main() -> None:

@@ -8,6 +8,15 @@ STRANGLER_MAX_BODY_BYTES = env.int("STRANGLER_MAX_BODY_BYTES", default=MAX_REQUE
 STRANGLER_CONNECT_TIMEOUT = env.float("STRANGLER_CONNECT_TIMEOUT", default=1.0)
 # Time a backend has to send its response headers.
 STRANGLER_READ_TIMEOUT = env.float("STRANGLER_READ_TIMEOUT", default=30.0)
+# Key that signs tester overrides (X-Strangler-Backend / strangler_backend cookie); empty: no override
+# is honoured. Issue a token with strangler.proxy.overrides.override_token_issue.
+STRANGLER_OVERRIDE_SECRET = env.str("STRANGLER_OVERRIDE_SECRET", default="")
+# Read-your-writes pins kept per proxy process; beyond this the least recently written are dropped.
+STRANGLER_MAX_PINS = env.int("STRANGLER_MAX_PINS", default=100_000)
+# A client has this long to send a request's headers, and then this long to send its body; after that
+# the proxy answers 408 and closes the connection (slow or stalled clients cannot hold it open).
+STRANGLER_HEADER_TIMEOUT = env.float("STRANGLER_HEADER_TIMEOUT", default=10.0)
+STRANGLER_BODY_TIMEOUT = env.float("STRANGLER_BODY_TIMEOUT", default=30.0)
 # How often a proxy checks the control database's routing version (a change lands within this).
 STRANGLER_POLL_INTERVAL = env.float("STRANGLER_POLL_INTERVAL", default=0.2)
 # Length of one canary analysis interval (automatic rollback counts intervals past the bounds).

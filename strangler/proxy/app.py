@@ -1,21 +1,21 @@
-"""The proxy's ASGI application: route, forward, stream back, mirror, measure.
+"""The proxy's ASGI application: route, forward, stream back, and hand reads to the shadow mirror.
 
-Per request it does only in-memory work (routing table, cohort hash, pins) and one upstream exchange
-on a pooled keep-alive connection; everything that touches the control database runs in background
-loops (see control_sync.py). Paths under /_strangler/ are the proxy's own Django side (health,
-metrics, staff API, admin).
+Per request it does only in-memory work (header policy, routing table, cohort hash, pins) and one
+upstream exchange on a pooled keep-alive connection; everything that touches the control database
+runs in background loops (see control_sync.py). The parts each have a module: header_policy.py reads
+the request into one ProxyRequest, routing.py decides, freeze.py holds writes during a cutover,
+upstream_client.py writes the request to a backend, mirror.py shadows reads. Paths under /_strangler/
+are the proxy's own Django side (health, metrics, staff API, admin).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import random
-import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from random import getrandbits
 from typing import Any
 
 import structlog
@@ -23,9 +23,15 @@ from django.conf import settings
 
 from strangler.proxy import metrics
 from strangler.proxy.analysis import CanaryAnalyzer
-from strangler.proxy.routing import LEGACY, NEW, SAFE_METHODS, Decision, Pins, RoutingTable, decide
-from strangler.proxy.shadow import responses_compare
-from strangler.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from strangler.proxy.error_responses import error_send
+from strangler.proxy.freeze import WriteFreeze
+from strangler.proxy.header_policy import HOP_BY_HOP, HeaderPolicy
+from strangler.proxy.mirror import ShadowMirror
+from strangler.proxy.pins import Pins
+from strangler.proxy.request import ProxyRequest, RequestRefused
+from strangler.proxy.routing import LEGACY, NEW, SAFE_METHODS, Decision, RoutingTable, decide
+from strangler.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamTimeout
+from strangler.proxy.upstream_client import BodyTooLarge, ClientGone, UpstreamClient
 from strangler.services import ShadowResult
 
 logger = structlog.get_logger(__name__)
@@ -34,96 +40,60 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and headers only the proxy may set: dropped from requests.
-_DROP_REQUEST = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-        b"expect",
-        b"content-length",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"forwarded",
-        b"x-real-ip",
-        b"x-request-id",
-        b"traceparent",
-        b"tracestate",
-        b"x-strangler-backend",
-        b"x-strangler-internal-token",
-    }
-)
-_DROP_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-    }
-)
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
-_TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+# Hop-by-hop response headers, and the request id the proxy sets itself (one per response).
+_DROP_RESPONSE = HOP_BY_HOP | {b"proxy-authenticate", b"x-request-id"}
 _JSON = [(b"content-type", b"application/json")]
-
-
-def _cookie(cookies: bytes, name: bytes) -> bytes:
-    for part in cookies.split(b";"):
-        key, _, value = part.strip().partition(b"=")
-        if key == name:
-            return value
-    return b""
+# An HTTP/1.0 client cannot read chunked bodies: an answer without a length is collected and sent
+# with one, up to this size (past it the client gets a 502 rather than a body it cannot parse).
+_HTTP10_MAX_BUFFER = 16 * 1024 * 1024
 
 
 class ProxyApp:
     def __init__(self, *, django_app: Any = None) -> None:
         self.table: RoutingTable | None = None
-        self.table_changed = asyncio.Event()
-        self.pools: dict[tuple[str, int], UpstreamPool] = {}
-        self.unhealthy: dict[tuple[str, int], float] = {}
-        self.pins = Pins()
-        self.analyzer = CanaryAnalyzer()
-        self.shadow_results: list[ShadowResult] = []
-        self.shadow_in_flight = 0
-        self.held: dict[str, int] = {}
-        self.django_app = django_app
         self.max_body = settings.STRANGLER_MAX_BODY_BYTES
+        self.policy = HeaderPolicy(
+            trusted_proxies=settings.STRANGLER_TRUSTED_PROXIES,
+            override_secret=settings.STRANGLER_OVERRIDE_SECRET,
+            max_body=self.max_body,
+        )
+        self.upstream = UpstreamClient(
+            connect_timeout=settings.STRANGLER_CONNECT_TIMEOUT,
+            read_timeout=settings.STRANGLER_READ_TIMEOUT,
+            max_body=self.max_body,
+        )
+        self.freeze = WriteFreeze()
+        self.mirror = ShadowMirror(
+            client=self.upstream,
+            max_in_flight=settings.STRANGLER_SHADOW_MAX_IN_FLIGHT,
+            max_body=settings.STRANGLER_SHADOW_MAX_BODY_BYTES,
+        )
+        self.pins = Pins(max_entries=settings.STRANGLER_MAX_PINS)
+        self.analyzer = CanaryAnalyzer()
+        self.django_app = django_app
         self.internal_networks = [ipaddress.ip_network(n) for n in settings.STRANGLER_INTERNAL_NETWORKS]
         self.internal_token = settings.STRANGLER_INTERNAL_TOKEN.encode()
-        self.trusted_proxies = frozenset(settings.STRANGLER_TRUSTED_PROXIES)
         self.access_log = settings.STRANGLER_ACCESS_LOG
         self.background: Any = None  # ControlSync, set by the lifespan
-        self._tasks: set[asyncio.Task[Any]] = set()
 
-    # routing table
+    # Shared with the background loops (control_sync.py).
+
+    @property
+    def unhealthy(self) -> dict[tuple[str, int], float]:
+        return self.upstream.unhealthy
+
+    @property
+    def shadow_results(self) -> list[ShadowResult]:
+        return self.mirror.results
+
+    @shadow_results.setter
+    def shadow_results(self, results: list[ShadowResult]) -> None:
+        self.mirror.results = results
 
     def install(self, table: RoutingTable) -> None:
         self.table = table
         metrics.ROUTING_VERSION.set(table.version)
-        changed, self.table_changed = self.table_changed, asyncio.Event()
-        changed.set()  # wakes held writes to look at the new table
-
-    def pool_for(self, address: tuple[str, int]) -> UpstreamPool:
-        pool = self.pools.get(address)
-        if pool is None:
-            pool = self.pools[address] = UpstreamPool(
-                address[0],
-                address[1],
-                connect_timeout=settings.STRANGLER_CONNECT_TIMEOUT,
-                read_timeout=settings.STRANGLER_READ_TIMEOUT,
-                on_unreachable=lambda: self.unhealthy.__setitem__(address, time.time() + 2.0),
-            )
-        return pool
+        self.freeze.install(table)
 
     # ASGI
 
@@ -144,41 +114,47 @@ class ProxyApp:
             token = next((v for n, v in scope["headers"] if n == b"x-strangler-internal-token"), b"")
             client = scope.get("client")
             if not self._internal_caller(client[0] if client else "", token):
-                await self._error(send, 403, "internal_route", "Only internal callers may read this.", b"-")
+                await error_send(
+                    send,
+                    status=403,
+                    code="internal_route",
+                    message="Only internal callers may read this.",
+                    request_id=_new_request_id(),
+                )
                 return
-            table = self.table
-            body = json.dumps(
-                {
-                    "version": table.version if table else None,
-                    "slices": {
-                        n: {
-                            "phase": s.phase,
-                            "weight": s.weight,
-                            "shadow": s.shadow_enabled,
-                            "frozen": s.frozen(time.time()),
-                        }
-                        for n, s in (table.slices.items() if table else [])
-                    },
-                    "held_writes": self.held,
-                    "unhealthy": sorted(
-                        f"{h}:{p}" for (h, p), until in self.unhealthy.items() if until > time.time()
-                    ),
-                    "pins": len(self.pins.until),
-                    "shadow_in_flight": self.shadow_in_flight,
-                }
-            ).encode()
+            body = json.dumps(self._routing_state()).encode()
             await send(
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
+                    "headers": [*_JSON, (b"content-length", b"%d" % len(body))],
                 }
             )
             await send({"type": "http.response.body", "body": body})
         elif self.django_app is not None:
             await self.django_app(scope, receive, send)
         else:
-            await self._error(send, 404, "not_found", "No such proxy endpoint.", b"-")
+            await error_send(
+                send,
+                status=404,
+                code="not_found",
+                message="No such proxy endpoint.",
+                request_id=_new_request_id(),
+            )
+
+    def _routing_state(self) -> dict[str, Any]:
+        table, now = self.table, time.time()
+        return {
+            "version": table.version if table else None,
+            "slices": {
+                n: {"phase": s.phase, "weight": s.weight, "shadow": s.shadow_enabled, "frozen": s.frozen(now)}
+                for n, s in (table.slices.items() if table else [])
+            },
+            "held_writes": self.freeze.held,
+            "unhealthy": sorted(f"{h}:{p}" for (h, p), until in self.unhealthy.items() if until > now),
+            "pins": len(self.pins),
+            "shadow_in_flight": self.mirror.in_flight,
+        }
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         from strangler.proxy.control_sync import ControlSync
@@ -197,149 +173,12 @@ class ProxyApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.background is not None:
                     await self.background.stop()
-                for pool in self.pools.values():
-                    pool.close()
+                self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _error(
-        self,
-        send: Send,
-        status: int,
-        code: str,
-        message: str,
-        request_id: bytes,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        body = b'{"error": {"code": "%s", "message": "%s"}}' % (code.encode(), message.encode())
-        headers = [*_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id)]
-        await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-        await send({"type": "http.response.body", "body": body})
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        table = self.table
-        method: str = scope["method"]
-        client = scope.get("client")
-        peer = client[0] if client else "0.0.0.0"
-        # One pass over the request headers: keep end-to-end ones, pick out what the proxy needs.
-        forward: list[tuple[bytes, bytes]] = []
-        auth = api_key = cookies = override = internal = request_id = traceparent = b""
-        incoming_xff = b""
-        host = b""
-        content_length = -1
-        connection_tokens: list[bytes] = []
-        for name, value in scope["headers"]:
-            if name in _DROP_REQUEST:
-                if name == b"content-length":
-                    content_length = int(value) if value.isdigit() else -2
-                elif name == b"x-request-id":
-                    request_id = value
-                elif name == b"traceparent":
-                    traceparent = value
-                elif name == b"x-strangler-backend":
-                    override = value
-                elif name == b"x-strangler-internal-token":
-                    internal = value
-                elif name == b"x-forwarded-for":
-                    incoming_xff = value
-                elif name == b"connection":
-                    connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-                continue
-            if name == b"authorization":
-                auth = value
-            elif name == b"x-api-key":
-                api_key = value
-            elif name == b"cookie":
-                cookies = value
-            elif name == b"host":
-                host = value
-            forward.append((name, value))
-        if connection_tokens:
-            forward = [(n, v) for n, v in forward if n not in connection_tokens]
-        if not request_id or not _REQUEST_ID.match(request_id):
-            request_id = b"%032x" % getrandbits(128)
-        trace = _TRACEPARENT.match(traceparent) if traceparent else None
-        trace_id = trace.group(1) if trace else b"%032x" % getrandbits(128)
-        flags = trace.group(2) if trace else b"01"
-        forward.append((b"x-request-id", request_id))
-        forward.append((b"traceparent", b"00-%s-%016x-%s" % (trace_id, getrandbits(64), flags)))
-        peer_bytes = peer.encode()
-        if incoming_xff and peer in self.trusted_proxies:
-            forward.append((b"x-forwarded-for", incoming_xff + b", " + peer_bytes))
-        else:
-            forward.append((b"x-forwarded-for", peer_bytes))
-        forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
-        if host:
-            forward.append((b"x-forwarded-host", host))
-
-        if content_length == -2:
-            await self._error(send, 400, "bad_request", "Content-Length is not a number.", request_id)
-            return
-        if content_length > self.max_body:
-            await self._error(
-                send,
-                413,
-                "payload_too_large",
-                f"The body is {content_length} bytes; the limit is {self.max_body}.",
-                request_id,
-            )
-            return
-        if table is None or table.default_backend is None:
-            await self._error(send, 503, "not_ready", "The proxy has no routing table yet.", request_id)
-            return
-        path: str = scope["path"]
-        route = table.match(method, path)
-        if route.exposure == "internal" and not self._internal_caller(peer, internal):
-            await self._error(
-                send, 403, "internal_route", f"{path} is not available from outside.", request_id
-            )
-            return
-        key = auth + api_key + (_cookie(cookies, b"sessionid") if cookies else b"") or peer_bytes
-        if not override and cookies and b"strangler_backend" in cookies:
-            override = _cookie(cookies, b"strangler_backend")
-        now = time.time()
-        # A pin cookie set on an earlier write keeps browsers pinned whichever proxy they reach.
-        if cookies and b"strangler_pin" in cookies:
-            pinned_until = _cookie(cookies, b"strangler_pin")
-            if pinned_until.isdigit() and int(pinned_until) > now:
-                self.pins.pin(key, int(pinned_until) - now, now)
-        decision = decide(
-            table,
-            route,
-            method,
-            key,
-            override.decode() if override else None,
-            self.pins,
-            now,
-            random.random(),
-        )
-        slice_ = route.slice
-        if slice_ is not None and method not in SAFE_METHODS and slice_.frozen(now):
-            if not await self._hold_write(slice_.name):
-                await self._error(
-                    send,
-                    503,
-                    "write_frozen",
-                    "Writes to this resource are paused for a moment.",
-                    request_id,
-                    [(b"retry-after", b"1")],
-                )
-                return
-            table = self.table or table
-            route = table.match(method, path)
-            decision = decide(table, route, method, key, None, self.pins, time.time(), 1.0)
-        decision.version = table.version
-
-        raw_path: bytes = scope.get("raw_path") or path.encode()
-        query: bytes = scope.get("query_string", b"")
-        target = raw_path + (b"?" + query if query else b"")
-        await self.forward(
-            scope, receive, send, decision, method, target, forward, content_length, request_id, started
-        )
-
     def _internal_caller(self, peer: str, token: bytes) -> bool:
-        if self.internal_token and token == self.internal_token:
+        if self.internal_token and token and secrets.compare_digest(token, self.internal_token):
             return True
         if not self.internal_networks:
             return False
@@ -349,199 +188,152 @@ class ProxyApp:
             return False
         return any(address in network for network in self.internal_networks)
 
-    async def _hold_write(self, slice_name: str) -> bool:
-        """Waits while the slice's writes are frozen; False when the queue bound is reached."""
-        table = self.table
-        assert table is not None
-        slice_ = table.slices[slice_name]
-        held = self.held.get(slice_name, 0)
-        if held >= slice_.freeze_max_held:
-            return False
-        self.held[slice_name] = held + 1
-        metrics.HELD_WRITES.labels(slice_name).set(held + 1)
+    # The proxied path
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            while True:
-                current = self.table.slices.get(slice_name) if self.table else None
-                now = time.time()
-                if current is None or not current.frozen(now):
-                    return True
-                assert current.freeze_until is not None
-                try:
-                    await asyncio.wait_for(self.table_changed.wait(), current.freeze_until - now)
-                except TimeoutError:
-                    # The freeze's time bound passed without a flip: the cutover aborted, so the write
-                    # goes to the slice's current owner (nothing is lost).
-                    logger.warning("proxy.write_freeze_expired", slice=slice_name)
-                    return True
-        finally:
-            self.held[slice_name] -= 1
-            metrics.HELD_WRITES.labels(slice_name).set(self.held[slice_name])
-
-    async def _send_request(
-        self,
-        decision: Decision,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        more_body: bool,
-        receive: Receive,
-        content_length: int,
-    ) -> UpstreamConnection:
-        """Sends the request on a pooled connection and waits for the response headers."""
-        loop = asyncio.get_running_loop()
-        retry_stale = method in SAFE_METHODS and not more_body
-        while True:
-            address = decision.backend.next_address(self.unhealthy, time.time())
-            conn, reused = await self.pool_for(address).acquire()
-            lines = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
-            for name, value in headers:
-                lines += (name, b": ", value, b"\r\n")
-            if not more_body:
-                if body or method not in SAFE_METHODS:
-                    lines += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-                lines += (b"\r\n", body)
-                conn.send(b"".join(lines), head_request=method == "HEAD", loop=loop)
-            else:
-                lines.append(
-                    b"transfer-encoding: chunked\r\n\r\n"
-                    if content_length < 0
-                    else b"content-length: %d\r\n\r\n" % content_length
-                )
-                conn.send(b"".join(lines), head_request=method == "HEAD", loop=loop)
-                await self._stream_body(conn, body, receive, chunked=content_length < 0)
-            try:
-                assert conn.headers_future is not None
-                await conn.headers_future
-                return conn
-            except UpstreamError as exc:
-                conn.discard()
-                if reused and retry_stale and exc.before_response:
-                    retry_stale = False  # a keep-alive connection the server had just closed: one retry
-                    continue
-                raise
-
-    async def _stream_body(
-        self, conn: UpstreamConnection, first: bytes, receive: Receive, *, chunked: bool
-    ) -> None:
-        size = 0
-        chunk, more = first, True
-        while True:
-            size += len(chunk)
-            if size > self.max_body:
-                conn.discard()
-                raise BodyTooLarge(size)
-            if chunk:
-                conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if not more:
-                break
-            message = await receive()
-            chunk, more = message.get("body", b""), message.get("more_body", False)
-        if chunked:
-            conn.write(b"0\r\n\r\n")
-
-    async def forward(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        decision: Decision,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        content_length: int,
-        request_id: bytes,
-        started: float,
-    ) -> None:
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        more_body: bool = message.get("more_body", False)
-        if not more_body and len(body) > self.max_body:
-            await self._error(
-                send, 413, "payload_too_large", f"The body is over {self.max_body} bytes.", request_id
+            request = self.policy.parse(scope)
+        except RequestRefused as exc:
+            await error_send(
+                send, status=exc.status, code=exc.code, message=exc.message, request_id=exc.request_id
             )
+            return
+        table = self.table
+        if table is None or table.default_backend is None:
+            await self._refuse(send, request, 503, "not_ready", "The proxy has no routing table yet.")
+            return
+        method, path = request.method, request.path
+        route = table.match(method, path)
+        if route.exposure == "internal" and not self._internal_caller(request.peer, request.internal_token):
+            await self._refuse(
+                send, request, 403, "internal_route", f"{path[:200]} is not available from outside."
+            )
+            return
+        now = time.time()
+        decision = decide(
+            table=table, route=route, request=request, pins=self.pins, now=now, sample=random.random()
+        )
+        slice_ = route.slice
+        if slice_ is not None and method not in SAFE_METHODS and slice_.frozen(now):
+            if not await self.freeze.hold(slice_.name):
+                await self._refuse(
+                    send,
+                    request,
+                    503,
+                    "write_frozen",
+                    "Writes to this resource are paused for a moment.",
+                    extra_headers=[(b"retry-after", b"1")],
+                )
+                return
+            table = self.table or table
+            route = table.match(method, path)
+            decision = decide(
+                table=table, route=route, request=request, pins=self.pins, now=time.time(), sample=1.0
+            )
+        decision.version = table.version
+        await self.forward(request, decision, receive, send)
+
+    async def forward(self, request: ProxyRequest, decision: Decision, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        request.body = message.get("body", b"")
+        request.more_body = message.get("more_body", False)
+        if len(request.body) > self.max_body:
+            await self._too_large(send, request, len(request.body))
             return
         route = decision.route
         slice_ = route.slice
         canary = slice_ is not None and slice_.phase == "canary"
         sent_at = time.perf_counter()
         try:
-            conn = await self._send_request(
-                decision, method, target, headers, body, more_body, receive, content_length
-            )
+            conn = await self.upstream.send(request, decision.backend, receive=receive)
         except BodyTooLarge as exc:
-            await self._error(
-                send,
-                413,
-                "payload_too_large",
-                f"The body is over {self.max_body} bytes (read {exc.args[0]}).",
-                request_id,
-            )
+            await self._too_large(send, request, exc.size)
+            return
+        except ClientGone:
             return
         except UpstreamError as exc:
             elapsed = time.perf_counter() - sent_at
             metrics.UPSTREAM_FAILURES.labels(route.name, decision.backend.name).inc()
             if canary:
                 self.analyzer.record(slice_.name, decision.generation, elapsed, True)  # type: ignore[union-attr]
-            if decision.generation == NEW and method in SAFE_METHODS and not more_body and slice_ is not None:
-                await self._fallback(
-                    scope, send, decision, method, target, headers, body, request_id, started, str(exc)
-                )
+            if self._may_fall_back(request, decision):
+                await self._fallback(send, request, decision, str(exc))
                 return
             logger.error(
                 "proxy.upstream_failed",
                 route=route.name,
                 backend=decision.backend.name,
                 error=str(exc),
-                request_id=request_id.decode(),
+                request_id=request.request_id.decode(),
             )
-            timeout = "within" in str(exc)
-            await self._error(
-                send,
-                504 if timeout else 502,
-                "upstream_timeout" if timeout else "bad_gateway",
-                "The service did not answer in time." if timeout else "The service is unavailable.",
-                request_id,
-            )
+            if isinstance(exc, UpstreamTimeout):
+                await self._refuse(
+                    send, request, 504, "upstream_timeout", "The service did not answer in time."
+                )
+            else:
+                await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
             return
         elapsed = time.perf_counter() - sent_at
         status = conn.status
         if canary:
             self.analyzer.record(slice_.name, decision.generation, elapsed, status >= 500)  # type: ignore[union-attr]
-        if status >= 500 and decision.generation == NEW and method in SAFE_METHODS and not more_body:
+        if status >= 500 and self._may_fall_back(request, decision):
             conn.discard()
             metrics.observe(route.name, decision.backend.name, status, elapsed)
-            await self._fallback(
-                scope, send, decision, method, target, headers, body, request_id, started, f"status {status}"
-            )
+            await self._fallback(send, request, decision, f"status {status}")
             return
-        await self._relay(send, conn, decision, method, target, headers, body, request_id, elapsed)
+        await self._relay(send, conn, request, decision, elapsed)
 
-    async def _fallback(
-        self,
-        scope: Scope,
+    @staticmethod
+    def _may_fall_back(request: ProxyRequest, decision: Decision) -> bool:
+        """An idempotent read the new backend could not answer may be answered by legacy instead."""
+        return (
+            decision.generation == NEW
+            and request.method in SAFE_METHODS
+            and request.replayable
+            and decision.route.slice is not None
+        )
+
+    @staticmethod
+    async def _refuse(
         send: Send,
-        decision: Decision,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        request_id: bytes,
-        started: float,
-        why: str,
+        request: ProxyRequest,
+        status: int,
+        code: str,
+        message: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """An idempotent read the new backend could not answer is answered by legacy instead."""
-        assert decision.route.slice is not None
+        """An answer the proxy makes itself for this request (JSON error shape, its request id)."""
+        await error_send(
+            send,
+            status=status,
+            code=code,
+            message=message,
+            request_id=request.request_id,
+            extra_headers=extra_headers,
+        )
+
+    async def _too_large(self, send: Send, request: ProxyRequest, size: int) -> None:
+        await self._refuse(
+            send, request, 413, "payload_too_large", f"The body is over {self.max_body} bytes (read {size})."
+        )
+
+    async def _fallback(self, send: Send, request: ProxyRequest, decision: Decision, why: str) -> None:
+        slice_ = decision.route.slice
+        assert slice_ is not None
         metrics.FALLBACKS.labels(decision.route.name).inc()
         logger.warning(
-            "proxy.fallback_to_legacy", route=decision.route.name, reason=why, request_id=request_id.decode()
+            "proxy.fallback_to_legacy",
+            route=decision.route.name,
+            reason=why,
+            request_id=request.request_id.decode(),
         )
-        legacy = Decision(
-            decision.route, LEGACY, decision.route.slice.legacy, reason="fallback", version=decision.version
-        )
+        legacy = Decision(decision.route, LEGACY, slice_.legacy, reason="fallback", version=decision.version)
         sent_at = time.perf_counter()
         try:
-            conn = await self._send_request(legacy, method, target, headers, body, False, _no_body, -1)
+            conn = await self.upstream.send(request, legacy.backend)
         except UpstreamError as exc:
             metrics.UPSTREAM_FAILURES.labels(decision.route.name, legacy.backend.name).inc()
             logger.error(
@@ -549,29 +341,18 @@ class ProxyApp:
                 route=decision.route.name,
                 backend=legacy.backend.name,
                 error=str(exc),
-                request_id=request_id.decode(),
+                request_id=request.request_id.decode(),
             )
-            await self._error(send, 502, "bad_gateway", "The service is unavailable.", request_id)
+            await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
             return
-        await self._relay(
-            send, conn, legacy, method, target, headers, body, request_id, time.perf_counter() - sent_at
-        )
+        await self._relay(send, conn, request, legacy, time.perf_counter() - sent_at)
 
     async def _relay(
-        self,
-        send: Send,
-        conn: UpstreamConnection,
-        decision: Decision,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        request_id: bytes,
-        elapsed: float,
+        self, send: Send, conn: UpstreamConnection, request: ProxyRequest, decision: Decision, elapsed: float
     ) -> None:
         status = conn.status
         response_headers = [(n, v) for n, v in conn.headers if n not in _DROP_RESPONSE]
-        response_headers.append((b"x-request-id", request_id))
+        response_headers.append((b"x-request-id", request.request_id))
         if decision.pin_seconds:
             seconds = int(decision.pin_seconds + 0.999)
             response_headers.append(
@@ -581,17 +362,24 @@ class ProxyApp:
                     % (int(time.time()) + seconds, seconds),
                 )
             )
-        shadow = decision.shadow and self.shadow_in_flight < settings.STRANGLER_SHADOW_MAX_IN_FLIGHT
+        shadow = request.replayable and self.mirror.wants(decision)
         kept: list[bytes] = []
+        http10_unsized = request.http_version == "1.0" and not _has_length(conn.headers)
         try:
             if conn.done:
                 data = b"".join(conn.chunks)
                 conn.chunks.clear()
                 conn.finish()
+                if http10_unsized and request.method != "HEAD" and status not in (204, 304):
+                    response_headers.append((b"content-length", b"%d" % len(data)))
                 await send({"type": "http.response.start", "status": status, "headers": response_headers})
                 await send({"type": "http.response.body", "body": data})
-                if shadow:
-                    kept.append(data)
+                kept.append(data)
+            elif http10_unsized:
+                whole = await self._relay_whole(send, conn, request, status, response_headers)
+                if whole is None:
+                    return
+                kept.append(whole)
             else:
                 await send({"type": "http.response.start", "status": status, "headers": response_headers})
                 size = 0
@@ -601,7 +389,7 @@ class ProxyApp:
                         break
                     if shadow:
                         size += len(chunk)
-                        if size <= settings.STRANGLER_SHADOW_MAX_BODY_BYTES:
+                        if size <= self.mirror.max_body:
                             kept.append(chunk)
                         else:
                             shadow = False
@@ -616,7 +404,7 @@ class ProxyApp:
                 route=decision.route.name,
                 backend=decision.backend.name,
                 error=str(exc),
-                request_id=request_id.decode(),
+                request_id=request.request_id.decode(),
             )
             raise
         metrics.observe(decision.route.name, decision.backend.name, status, elapsed)
@@ -624,8 +412,8 @@ class ProxyApp:
             log = logger.error if status >= 500 else logger.info
             log(
                 "proxy.request",
-                method=method,
-                path=target.decode(errors="replace"),
+                method=request.method,
+                path=request.target.decode(errors="replace"),
                 status=status,
                 route=decision.route.name,
                 backend=decision.backend.name,
@@ -633,66 +421,55 @@ class ProxyApp:
                 reason=decision.reason,
                 routing_version=decision.version,
                 upstream_ms=round(elapsed * 1000, 2),
-                request_id=request_id.decode(),
+                request_id=request.request_id.decode(),
             )
         if shadow:
             # The customer's answer has gone out; the mirror runs after it and never slows it.
-            legacy_answer = (
-                status,
-                {n.decode(): v.decode(errors="replace") for n, v in conn.headers},
-                b"".join(kept),
-            )
-            task = asyncio.get_running_loop().create_task(
-                self._shadow(decision, method, target, headers, body, legacy_answer)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            body = b"".join(kept)
+            if len(body) <= self.mirror.max_body:
+                legacy_answer = (
+                    status,
+                    {n.decode(errors="replace"): v.decode(errors="replace") for n, v in conn.headers},
+                    body,
+                )
+                self.mirror.start(decision, request, legacy_answer)
 
-    async def _shadow(
+    async def _relay_whole(
         self,
-        decision: Decision,
-        method: str,
-        target: bytes,
+        send: Send,
+        conn: UpstreamConnection,
+        request: ProxyRequest,
+        status: int,
         headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        legacy_answer: tuple[int, dict[str, str], bytes],
-    ) -> None:
-        slice_ = decision.route.slice
-        assert slice_ is not None
-        self.shadow_in_flight += 1
-        path = target.decode(errors="replace")
-        mirror = Decision(decision.route, NEW, slice_.new, reason="shadow")
-        try:
-            conn = await self._send_request(mirror, method, target, headers, body, False, _no_body, -1)
-            parts = []
-            while (chunk := await conn.next_chunk()) is not None:
-                parts.append(chunk)
-            conn.finish()
-            new_answer = (
-                conn.status,
-                {n.decode(): v.decode(errors="replace") for n, v in conn.headers},
-                b"".join(parts),
-            )
-            differences = responses_compare(
-                path=path.split("?", 1)[0],
-                legacy=legacy_answer,
-                new=new_answer,
-                compare_headers=slice_.shadow_compare_headers,
-                ignore=slice_.shadow_ignore,
-            )
-            result = ShadowResult(slice_.name, decision.route.name, method, path, differences)
-            metrics.SHADOW.labels(decision.route.name, "differ" if differences else "match").inc()
-        except UpstreamError as exc:
-            result = ShadowResult(slice_.name, decision.route.name, method, path, [str(exc)], failed=True)
-            metrics.SHADOW.labels(decision.route.name, "failed").inc()
-        finally:
-            self.shadow_in_flight -= 1
-        self.shadow_results.append(result)
+    ) -> bytes | None:
+        """An answer without a length for an HTTP/1.0 client: collected, then sent with its length
+        (None when it was too large and the client got an error instead)."""
+        parts: list[bytes] = []
+        size = 0
+        while (chunk := await conn.next_chunk()) is not None:
+            size += len(chunk)
+            if size > _HTTP10_MAX_BUFFER:
+                conn.discard()
+                await self._refuse(
+                    send,
+                    request,
+                    502,
+                    "response_too_large",
+                    "The answer is too large to send to an HTTP/1.0 client; use HTTP/1.1.",
+                )
+                return None
+            parts.append(chunk)
+        conn.finish()
+        body = b"".join(parts)
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return body
 
 
-class BodyTooLarge(Exception):
-    pass
+def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"content-length" for name, _ in headers)
 
 
-async def _no_body() -> MutableMapping[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
+def _new_request_id() -> bytes:
+    return b"%032x" % random.getrandbits(128)

@@ -11,7 +11,11 @@ from __future__ import annotations
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 _CACHE_LIMIT = 100_000
+# Keys are whatever clients send as credentials (a JWT is a kilobyte, an invented value can be more):
+# the cache is bounded by the bytes of its keys too, not only by their number.
+_CACHE_MAX_BYTES = 16 * 1024 * 1024
 _cache: dict[bytes, int] = {}
+_cached_bytes = 0
 
 
 def murmur2(data: bytes) -> int:
@@ -41,10 +45,13 @@ def murmur2(data: bytes) -> int:
 
 def cohort_hash(key: bytes) -> int:
     """murmur2 with a bounded cache: customer keys repeat, and Python hashing costs microseconds."""
+    global _cached_bytes
     value = _cache.get(key)
     if value is None:
-        if len(_cache) >= _CACHE_LIMIT:
+        if len(_cache) >= _CACHE_LIMIT or _cached_bytes >= _CACHE_MAX_BYTES:
             _cache.clear()
+            _cached_bytes = 0
+        _cached_bytes += len(key)
         value = _cache[key] = murmur2(key)
     return value
 

@@ -27,6 +27,9 @@ FALLBACKS = Counter(
 SHADOW = Counter("strangler_proxy_shadow_total", "Shadow comparisons", ["route", "result"])
 HELD_WRITES = Gauge("strangler_proxy_held_writes", "Writes held by a write freeze", ["slice"])
 ROUTING_VERSION = Gauge("strangler_proxy_routing_version", "Routing table version in memory")
+PINS_EVICTED = Counter(
+    "strangler_proxy_pins_evicted_total", "Read-your-writes pins dropped because the pin table was full"
+)
 ROLLBACKS = Counter("strangler_proxy_automatic_rollbacks_total", "Automatic rollbacks", ["slice"])
 
 _requests: dict[tuple[str, str, int], object] = {}

@@ -15,10 +15,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from strangler.proxy.cohort import in_canary, weight_threshold
+from strangler.proxy.pins import Pins
+from strangler.proxy.request import ProxyRequest
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LEGACY, NEW = "legacy", "new"
 _CACHE_LIMIT = 20_000
+# Paths longer than this are matched every time, not cached: a client choosing long distinct paths
+# must not be able to fill the cache with kilobytes each.
+_CACHE_MAX_PATH = 256
 
 
 @dataclass
@@ -148,6 +153,8 @@ class RoutingTable:
         self._cache: dict[tuple[str, str], RouteRuntime] = {}
 
     def match(self, method: str, path: str) -> RouteRuntime:
+        if len(path) > _CACHE_MAX_PATH:
+            return self._match(method, path)
         key = (method, path)
         route = self._cache.get(key)
         if route is not None:
@@ -170,37 +177,15 @@ class RoutingTable:
         return self.default_route
 
 
-class Pins:
-    """Read-your-writes: a customer who wrote through legacy reads from legacy until sync caught up
-    (a time bound longer than the sync lag bound). Kept per proxy process, in memory."""
-
-    def __init__(self) -> None:
-        self.until: dict[bytes, float] = {}
-
-    def pin(self, key: bytes, seconds: float, now: float) -> None:
-        if seconds > 0:
-            self.until[key] = max(self.until.get(key, 0.0), now + seconds)
-
-    def pinned(self, key: bytes, now: float) -> bool:
-        until = self.until.get(key)
-        return until is not None and until > now
-
-    def purge(self, now: float) -> None:
-        self.until = {k: v for k, v in self.until.items() if v > now}
-
-
 def decide(
-    table: RoutingTable,
-    route: RouteRuntime,
-    method: str,
-    key: bytes,
-    override: str | None,
-    pins: Pins,
-    now: float,
-    sample: float,
+    *, table: RoutingTable, route: RouteRuntime, request: ProxyRequest, pins: Pins, now: float, sample: float
 ) -> Decision:
-    """Which generation answers this request, and whether a shadow copy goes to the new backend."""
+    """Which generation answers this request, and whether a shadow copy goes to the new backend.
+
+    Pins are written only where read-your-writes needs them: a write while a slice is in canary."""
     slice_ = route.slice
+    method = request.method
+    key = request.customer_key
     if slice_ is None:
         assert table.default_backend is not None
         if method not in SAFE_METHODS and table.default_pin_seconds:
@@ -221,20 +206,25 @@ def decide(
             )
         return Decision(route, LEGACY, slice_.legacy, reason="writes stay on legacy" if not read else phase)
     # shadow or canary, and a read
+    override = request.override
     if override == NEW:
         return Decision(route, NEW, slice_.new, reason="override")
     if override == LEGACY:
         return Decision(route, LEGACY, slice_.legacy, reason="override")
-    if (
-        phase == "canary"
-        and slice_.threshold
-        and not pins.pinned(key, now)
-        and in_canary(key, slice_.threshold)
-    ):
+    pinned = phase == "canary" and (pins.pinned(key, now) or _cookie_pinned(table, request.pinned_until, now))
+    if phase == "canary" and slice_.threshold and not pinned and in_canary(key, slice_.threshold):
         return Decision(route, NEW, slice_.new, reason="cohort")
     shadow = slice_.shadow_enabled and sample < slice_.shadow_sample_rate
-    reason = "pinned after write" if phase == "canary" and pins.pinned(key, now) else "cohort"
-    return Decision(route, LEGACY, slice_.legacy, shadow=shadow, reason=reason)
+    return Decision(
+        route, LEGACY, slice_.legacy, shadow=shadow, reason="pinned after write" if pinned else "cohort"
+    )
+
+
+def _cookie_pinned(table: RoutingTable, until: int, now: float) -> bool:
+    """A pin cookie (set on an earlier write, perhaps by another proxy) is believed only up to the
+    longest pin a canary slice gives (plus the second the cookie was rounded up by); it is read per
+    request and never recorded, so cookies cannot fill this process's memory."""
+    return now < until <= now + table.default_pin_seconds + 1
 
 
 def wall_now() -> float:

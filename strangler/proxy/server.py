@@ -1,8 +1,12 @@
-"""Runs the proxy under uvicorn with uvloop and httptools (measured as the fastest ASGI server here)."""
+"""Runs the proxy under uvicorn with uvloop and httptools (measured as the fastest ASGI server here),
+with the proxy's own HTTP protocol (read deadlines, JSON errors; see protocol.py)."""
 
 from __future__ import annotations
 
 import uvicorn
+from django.conf import settings
+
+from strangler.proxy.protocol import proxy_protocol
 
 
 def proxy_serve(*, host: str, port: int) -> None:
@@ -11,7 +15,10 @@ def proxy_serve(*, host: str, port: int) -> None:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=proxy_protocol(
+            header_timeout=settings.STRANGLER_HEADER_TIMEOUT, body_timeout=settings.STRANGLER_BODY_TIMEOUT
+        ),
+        ws="none",  # the proxy forwards HTTP only
         lifespan="on",
         access_log=False,
         server_header=False,  # the backend's Server and Date headers pass through

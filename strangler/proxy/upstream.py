@@ -1,6 +1,6 @@
 """Pooled keep-alive HTTP/1.1 connections to backends, parsed with httptools (llhttp).
 
-Measured on this machine (STACK.md), an aiohttp client inside an ASGI app cost 205 us of CPU per
+Measured on the 2-core development machines, an aiohttp client inside an ASGI app cost 205 us of CPU per
 proxied request and httpx 1,600 us; this pool of asyncio protocols with an httptools response parser
 cost about 91 us for the whole proxy, which is why the hot path uses it. A response that arrives in
 one read (the common case) is handed over whole; larger ones stream with back-pressure.
@@ -25,6 +25,10 @@ class UpstreamError(Exception):
         super().__init__(message)
         # True when no byte of a response arrived: an idempotent request can safely go elsewhere.
         self.before_response = before_response
+
+
+class UpstreamTimeout(UpstreamError):
+    """The backend did not send its response headers within the read timeout."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -146,9 +150,10 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _fail(self, message: str, *, before_response: bool) -> None:
+    def _fail(self, message: str, *, before_response: bool, timeout: bool = False) -> None:
         if self.error is None:
-            self.error = UpstreamError(message, before_response=before_response)
+            kind = UpstreamTimeout if timeout else UpstreamError
+            self.error = kind(message, before_response=before_response)
         future = self.headers_future
         if future is not None and not future.done():
             future.set_exception(self.error)
@@ -159,7 +164,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self.timer = None
-        self._fail(f"backend did not answer within {self.pool.read_timeout} s", before_response=True)
+        self._fail(
+            f"backend did not answer within {self.pool.read_timeout} s", before_response=True, timeout=True
+        )
 
     # used by the proxy
 
@@ -203,6 +210,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.timer = None
         if self.done and self.keep_alive and not self.closed and self.error is None:
             self.last_used = time.monotonic()
+            if self.paused:
+                # The whole answer arrived while reading was paused (its tail came in the read that
+                # crossed the high-water mark): a connection pooled paused would never read the next
+                # answer and its request would wait for the read timeout.
+                self.paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
             if self.head_request:
                 self.parser = httptools.HttpResponseParser(self)
             self.pool.release(self)

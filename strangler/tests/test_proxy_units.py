@@ -1,4 +1,5 @@
-"""Units of the data plane: cohort hashing, route matching, shadow comparison, canary analysis."""
+"""Units of the data plane: cohort hashing, route matching, decisions and pins, the header policy and
+signed overrides, shadow comparison, canary analysis."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any
 
 from strangler.proxy.analysis import CanaryAnalyzer
 from strangler.proxy.cohort import in_canary, murmur2, weight_threshold
-from strangler.proxy.routing import LEGACY, NEW, Pins, RoutingTable, decide
+from strangler.proxy.pins import Pins
+from strangler.proxy.request import ProxyRequest
+from strangler.proxy.routing import LEGACY, NEW, RoutingTable, decide
 from strangler.proxy.shadow import responses_compare
 
 
@@ -82,16 +85,64 @@ def test_patterns_first_then_longest_prefix_with_method_fall_through() -> None:
     assert TABLE.slices["special"].new.next_address({}, 0) != TABLE.slices["special"].new.next_address({}, 0)
 
 
+def _request(method: str, key: bytes, *, override: str | None = None, pinned_until: int = 0) -> ProxyRequest:
+    return ProxyRequest(
+        method=method,
+        path="/shop/api/orders/",
+        target=b"/shop/api/orders/",
+        http_version="1.1",
+        peer="127.0.0.1",
+        forward_headers=[],
+        has_host=True,
+        customer_key=key,
+        request_id=b"r",
+        content_length=-1,
+        internal_token=b"",
+        override=override,
+        pinned_until=pinned_until,
+    )
+
+
+def _decide(method: str, key: bytes, now: float, pins: Pins, **request: Any) -> str:
+    route = TABLE.match(method, "/shop/api/orders/")
+    decision = decide(
+        table=TABLE, route=route, request=_request(method, key, **request), pins=pins, now=now, sample=0.5
+    )
+    return decision.generation
+
+
 def test_canary_writes_stay_on_legacy_and_pin_the_writer() -> None:
-    pins = Pins()
-    route = TABLE.match("GET", "/shop/api/orders/")
+    pins = Pins(max_entries=10)
     key = next(f"k{i}".encode() for i in range(100) if in_canary(f"k{i}".encode(), weight_threshold(50)))
-    assert decide(TABLE, route, "GET", key, None, pins, 1000.0, 0.5).generation == NEW
-    write = decide(TABLE, route, "POST", key, None, pins, 1000.0, 0.5)
+    assert _decide("GET", key, 1000.0, pins) == NEW
+    route = TABLE.match("POST", "/shop/api/orders/")
+    write = decide(table=TABLE, route=route, request=_request("POST", key), pins=pins, now=1000.0, sample=0.5)
     assert write.generation == LEGACY and write.pin_seconds == 5.0
-    assert decide(TABLE, route, "GET", key, None, pins, 1004.0, 0.5).generation == LEGACY
-    assert decide(TABLE, route, "GET", key, None, pins, 1005.1, 0.5).generation == NEW
-    assert decide(TABLE, route, "GET", key, "legacy", pins, 1005.1, 0.5).generation == LEGACY
+    assert _decide("GET", key, 1004.0, pins) == LEGACY
+    assert _decide("GET", key, 1005.1, pins) == NEW
+    assert _decide("GET", key, 1005.1, pins, override="legacy") == LEGACY
+
+
+def test_a_pin_cookie_is_believed_only_up_to_the_longest_pin_and_never_recorded() -> None:
+    pins = Pins(max_entries=10)
+    key = next(f"k{i}".encode() for i in range(100) if in_canary(f"k{i}".encode(), weight_threshold(50)))
+    assert _decide("GET", key, 1000.0, pins, pinned_until=1005) == LEGACY
+    assert _decide("GET", key, 1000.0, pins, pinned_until=1000 + 3600) == NEW  # not a pin the proxy set
+    assert _decide("GET", key, 1000.0, pins, pinned_until=999) == NEW  # expired
+    assert len(pins) == 0
+
+
+def test_pins_are_bounded_least_recently_written_first() -> None:
+    pins = Pins(max_entries=3)
+    for i in range(10):
+        pins.pin(f"customer-{i}".encode() * 1000, 60, 1000.0)
+    assert len(pins) == 3
+    assert pins.pinned(b"customer-9" * 1000, 1001.0) and not pins.pinned(b"customer-0" * 1000, 1001.0)
+    pins.pin(b"customer-7" * 1000, 60, 1002.0)  # written again: now the most recent
+    pins.pin(b"customer-x", 60, 1002.0)
+    assert pins.pinned(b"customer-7" * 1000, 1003.0) and not pins.pinned(b"customer-8" * 1000, 1003.0)
+    pins.purge(1100.0)
+    assert len(pins) == 0
 
 
 def test_shadow_comparison_ignores_noise_by_path_and_names_real_differences() -> None:

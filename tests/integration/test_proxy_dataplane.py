@@ -18,6 +18,7 @@ from django.core.management import call_command
 from ops.process_group import ProcessGroup
 from strangler import services
 from strangler.models import AuditEntry, Backend, ShadowRouteStats, Slice
+from strangler.proxy.overrides import override_token_issue
 from tests.integration.proxy_stack import (
     INTERNAL_TOKEN,
     LoadLoop,
@@ -35,10 +36,13 @@ pytestmark = [
 ]
 
 
+OVERRIDE_SECRET = "dataplane-override-secret"
+
+
 @pytest.fixture(scope="module")
 def running(live_env: dict[str, str]) -> Iterator[Stack]:
     with ProcessGroup() as group:
-        yield stack_start(group, live_env)
+        yield stack_start(group, {**live_env, "STRANGLER_OVERRIDE_SECRET": OVERRIDE_SECRET})
 
 
 @pytest.fixture
@@ -159,12 +163,13 @@ def test_cohorts_are_sticky_and_monotonic_as_the_weight_rises(stack: Stack) -> N
     services.slice_set_weight(name="catalogue", weight=Decimal("0"), who="test")
     proxy_caught_up(stack.proxy_url)
     assert _cohort(stack, 50) == set()
-    # Testers pick a backend with a header or a cookie.
+    # Authorised testers pick a backend with a signed token in a header or a cookie.
+    token = override_token_issue(backend="new", secret=OVERRIDE_SECRET, expires_at=int(time.time()) + 60)
     header = requests.get(
-        f"{stack.proxy_url}/shop/api/products/", headers={"X-Strangler-Backend": "new"}, timeout=5
+        f"{stack.proxy_url}/shop/api/products/", headers={"X-Strangler-Backend": token}, timeout=5
     )
     cookie = requests.get(
-        f"{stack.proxy_url}/shop/api/products/", cookies={"strangler_backend": "new"}, timeout=5
+        f"{stack.proxy_url}/shop/api/products/", cookies={"strangler_backend": token}, timeout=5
     )
     assert served_by(header) == served_by(cookie) == "new"
 

@@ -2,7 +2,7 @@
 
 Read: slices, slice NAME, routes, audit, shadow-report. Change (each with --dry-run and --why):
 load-plan, weight, shadow, pause, resume, promote, rollback, freeze, unfreeze. Also validate-plan,
-export-nginx and serve (the proxy process).
+export-nginx, override-token (a signed tester override) and serve (the proxy process).
 """
 
 from __future__ import annotations
@@ -93,6 +93,13 @@ class Command(BaseCommand):
         unfreeze.add_argument("name")
         unfreeze.add_argument("--flip", action="store_true")
         _add_change_options(unfreeze)
+        override = sub.add_parser(
+            "override-token",
+            help="Print a signed token an authorised tester sends as X-Strangler-Backend (or the "
+            "strangler_backend cookie) to read from one backend; needs STRANGLER_OVERRIDE_SECRET.",
+        )
+        override.add_argument("backend", choices=["legacy", "new"])
+        override.add_argument("--seconds", type=int, default=3600, help="How long the token is valid.")
         export = sub.add_parser("export-nginx", help="Render the current routing as an nginx configuration.")
         export.add_argument("--listen", default="127.0.0.1:8080", help="host:port nginx listens on.")
         export.add_argument("--output", default="-", help="File to write, '-' for stdout.")
@@ -305,6 +312,25 @@ class Command(BaseCommand):
                 name=options["name"], promote=options["flip"], **self._common(options)
             )
         )
+
+    def do_override_token(self, options: dict[str, Any]) -> None:
+        import time
+
+        from django.conf import settings
+
+        from strangler.proxy.overrides import override_token_issue
+
+        if not settings.STRANGLER_OVERRIDE_SECRET:
+            raise CommandError(
+                "STRANGLER_OVERRIDE_SECRET is empty, so the proxy honours no override: set the same secret "
+                "in the proxy's environment and in this command's."
+            )
+        token = override_token_issue(
+            backend=options["backend"],
+            secret=settings.STRANGLER_OVERRIDE_SECRET,
+            expires_at=int(time.time()) + options["seconds"],
+        )
+        self.stdout.write(token)
 
     def do_export_nginx(self, options: dict[str, Any]) -> None:
         from strangler.nginx_export import nginx_config_render
