@@ -107,7 +107,8 @@ def every_database_migrate(*, report: Callable[[str], None] = print) -> None:
     for service in SERVICES:
         result = subprocess.run(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "db_setup", "--own-database-only"],
-            env={**os.environ, "SERVICE": service},
+            # The process's own settings, whatever this one runs with (the suite loads every app).
+            env={**os.environ, "SERVICE": service, "DJANGO_SETTINGS_MODULE": "config.settings"},
             capture_output=True,
             text=True,
             check=False,
