@@ -37,7 +37,7 @@ slices:
 """
 
 
-def load(text: str = PLAN) -> services.Change:
+def load(text: str = PLAN) -> services.PlanChange:
     return services.plan_apply(plan=plan_parse(text), who="test")
 
 

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from strangler import selectors, services
 from strangler.models import PHASE_ORDER
 from strangler.plan import PlanError, plan_load_file
-from strangler.services import Change, OperationRefused
+from strangler.services import OperationRefused, PlanChange
 
 
 def _add_change_options(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +153,7 @@ class Command(BaseCommand):
             json.dumps(
                 {
                     "name": s.name,
-                    **services.slice_state(s),
+                    **selectors.slice_state(s),
                     "legacy": s.legacy_backend.name,
                     "new": s.new_backend.name,
                     "tables": s.tables,
@@ -200,7 +200,7 @@ class Command(BaseCommand):
     def _who(self, options: dict[str, Any]) -> str:
         return options.get("who") or os.environ.get("STRANGLER_OPERATOR") or getpass.getuser()
 
-    def _report(self, change: Change) -> None:
+    def _report(self, change: PlanChange) -> None:
         prefix = "DRY RUN, nothing changed: " if change.dry_run else ""
         what = f"{change.action} {change.slice_name}".strip()
         self.stdout.write(f"{prefix}{what}: {json.dumps(change.from_state)} -> {json.dumps(change.to_state)}")
