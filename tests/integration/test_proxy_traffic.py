@@ -291,6 +291,9 @@ def test_the_shipped_plan_serves_todays_traffic_through_the_proxy_without_an_err
         assert loaded.returncode == 0, loaded.stderr
         assert '"production"' in loaded.stdout
         proxy_caught_up(proxy_url)
+        # The monolith's own admin styles pass through too (the proxy's are under /_strangler/).
+        css = requests.get(f"{proxy_url}/static/admin/css/base.css", timeout=5)
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         traffic = subprocess.run(
             manage_command(
                 "traffic",
