@@ -34,8 +34,10 @@ def backend_health_record(*, name: str, healthy: bool) -> None:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShadowResult:
+    """One comparison a proxy made of a mirrored read (reported in batches)."""
+
     slice_name: str
     route_name: str
     method: str
