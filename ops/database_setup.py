@@ -80,9 +80,7 @@ def phantom_migrations_forget(*, alias: str) -> list[str]:
         expected = [
             model._meta.db_table
             for model in app_config.get_models()
-            if model._meta.managed
-            and not model._meta.proxy
-            and router.allow_migrate_model(alias, model)
+            if model._meta.managed and not model._meta.proxy and router.allow_migrate_model(alias, model)
         ]
         if expected and not set(expected) <= tables:
             recorder.migration_qs.filter(app=app_config.label).delete()
