@@ -25,7 +25,7 @@ MIDDLEWARE = [
     "ops.middleware.RequestContextMiddleware",
     "ops.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Static files of the process's own pages (the proxy's admin): served by the process itself.
+    # Static files of the process's own pages (the admin's styles), served by the process itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
