@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Django's command-line utility: every developer and operator action goes through it."""
+"""Django's command-line utility: every developer and operator action goes through it.
+
+Each command runs under the SERVICE whose process loads its app: with SERVICE unset, the one that
+does (`manage.py strangler serve` is the proxy); with another SERVICE set, it refuses and says which.
+"""
 
 import os
 import sys
@@ -7,6 +11,16 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from config.processes import WrongService, service_for_command
+
+    args = sys.argv[1:]
+    command = args[1] if args[:1] == ["help"] and len(args) > 1 else (args[0] if args else "")
+    if command and not command.startswith("-"):
+        try:
+            os.environ["SERVICE"] = service_for_command(command, os.environ.get("SERVICE") or None)
+        except WrongService as exc:
+            sys.stderr.write(f"CommandError: {exc}\n")
+            sys.exit(1)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

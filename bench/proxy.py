@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["DB_NAME_PREFIX"] = os.environ.get("DB_NAME_PREFIX", "") + "bench_"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Seeds the monolith and drives the control plane from one process: every service's apps.
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.all_services"
 os.environ["SERVICE"] = "legacy"
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 

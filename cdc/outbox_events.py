@@ -18,10 +18,11 @@ import structlog
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models, router, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from cdc.consuming.envelope import EVENT_TYPE_PATTERN
+from config.routers import model_database_alias
 
 logger = structlog.get_logger(__name__)
 
@@ -77,7 +78,7 @@ def outbox_write(
     the current log context (an incoming request's or event's).
     """
     model = outbox or outbox_model()
-    using = router.db_for_write(model) or "default"
+    using = model_database_alias(model)
     if not transaction.get_connection(using).in_atomic_block:
         raise OutboxOutsideTransaction(
             f"outbox_write({event_type}) needs the transaction of the change it announces: call it "

@@ -19,9 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 from django.db.models import Model
 
+from config.routers import model_database_alias
 from legacy.crm.models import Note
 from legacy.mes.models import (
     STAGE_SEQUENCE,
@@ -174,7 +175,7 @@ class DatabaseNotEmpty(Exception):
 
 
 def _alias() -> str:
-    return router.db_for_write(Order) or "default"
+    return model_database_alias(Order)
 
 
 def seeded_table_counts() -> dict[str, int]:

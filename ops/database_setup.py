@@ -1,11 +1,25 @@
-"""Creates the project's databases on the PostgreSQL server and checks it can do logical decoding."""
+"""Creates the project's databases on the PostgreSQL server (and checks it can do logical
+decoding), and migrates each one from a process of the SERVICE that owns it."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from django.apps import apps
 from django.conf import settings
+from django.core.management import call_command
+from django.db import connections, router
+from django.db.migrations.recorder import MigrationRecorder
 from psycopg import sql
+
+from config.processes import PROCESSES, SERVICES
+
+
+class DatabaseSetupFailed(Exception):
+    """Migrating one of the databases failed; the message names it and carries the output."""
 
 
 @dataclass(frozen=True)
@@ -45,3 +59,64 @@ def databases_ensure(
             created.append(name)
             report(f"created database {name} ({alias})")
     return DatabaseSetupResult(created=created, existing=existing, wal_level=wal_level)
+
+
+def phantom_migrations_forget(*, alias: str) -> list[str]:
+    """Forgets the applied-migration records of apps none of whose tables exist on `alias`, so that
+    migrate creates them. An earlier router recorded the framework apps' migrations as applied on
+    the `control` database without creating their tables; a database set up since is left as it is.
+    Returns the app labels it forgot.
+    """
+    connection = connections[alias]
+    recorder = MigrationRecorder(connection)
+    if not recorder.has_table():
+        return []
+    tables = set(connection.introspection.table_names())
+    recorded = {app for app, _ in recorder.applied_migrations()}
+    forgotten = []
+    for app_config in apps.get_app_configs():
+        if app_config.label not in recorded:
+            continue
+        expected = [
+            model._meta.db_table
+            for model in app_config.get_models()
+            if model._meta.managed and not model._meta.proxy and router.allow_migrate_model(alias, model)
+        ]
+        # None of them, not some: a model added by a migration not applied yet is migrate's job.
+        if expected and not set(expected) & tables:
+            recorder.migration_qs.filter(app=app_config.label).delete()
+            forgotten.append(app_config.label)
+    return forgotten
+
+
+def own_database_migrate(*, report: Callable[[str], None] = print) -> None:
+    """Migrates this process's own database with the apps of its SERVICE."""
+    forgotten = phantom_migrations_forget(alias="default")
+    if forgotten:
+        report(
+            f"{settings.SERVICE_DATABASE}: migrations of {', '.join(sorted(forgotten))} were recorded "
+            "without their tables; applying them again"
+        )
+    call_command("migrate", database="default", interactive=False, verbosity=0)
+
+
+def every_database_migrate(*, report: Callable[[str], None] = print) -> None:
+    """Migrates every database from a process of each SERVICE, so each database gets the tables of
+    exactly the apps that live there (`control` gets the proxy's and the CDC engine's)."""
+    for service in SERVICES:
+        result = subprocess.run(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "db_setup", "--own-database-only"],
+            # The process's own settings, whatever this one runs with (the suite loads every app).
+            env={**os.environ, "SERVICE": service, "DJANGO_SETTINGS_MODULE": "config.settings"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.stdout.strip():
+            report(result.stdout.strip())
+        if result.returncode != 0:
+            raise DatabaseSetupFailed(
+                f"Migrating the {PROCESSES[service].database} database as SERVICE={service} failed:\n"
+                + (result.stderr.strip() or result.stdout.strip())
+            )
+        report(f"migrated {PROCESSES[service].database} (SERVICE={service})")

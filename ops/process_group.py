@@ -165,9 +165,11 @@ def database_env(settings_databases: Mapping[str, Mapping[str, object]]) -> dict
     """
     from django.conf import settings
 
+    from config.routers import database_alias
+
     env: dict[str, str] = {}
     for logical in settings.DATABASE_NAMES:
-        alias = "default" if logical == settings.SERVICE_DATABASE else logical
+        alias = database_alias(logical)
         config = settings_databases[alias]
         user = config.get("USER") or ""
         password = f":{config['PASSWORD']}" if config.get("PASSWORD") else ""

@@ -12,7 +12,7 @@ from strangler import services
 from strangler.models import AuditEntry, Backend, Route, ShadowRouteStats, Slice
 
 
-def _slice_action(name: str, description: str, call: Callable[..., services.Change]) -> Any:
+def _slice_action(name: str, description: str, call: Callable[..., services.PlanChange]) -> Any:
     """An admin action that runs one audited service per selected slice and reports each outcome."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Slice]) -> None:

@@ -73,7 +73,7 @@ class ChangeRequestSerializer(serializers.Serializer):
     to = serializers.ChoiceField(choices=PHASE_ORDER, required=False)
 
 
-def _change_body(change: services.Change) -> dict[str, Any]:
+def _change_body(change: services.PlanChange) -> dict[str, Any]:
     return {
         "action": change.action,
         "slice": change.slice_name,

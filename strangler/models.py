@@ -18,7 +18,8 @@ class Phase(models.TextChoices):
     RETIRED = "retired"
 
 
-PHASE_ORDER = [p.value for p in Phase]
+# Phases in the order a slice moves through them (members compare equal to their stored values).
+PHASE_ORDER: list[Phase] = list(Phase)
 
 
 class Exposure(models.TextChoices):

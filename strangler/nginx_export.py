@@ -12,15 +12,19 @@ state; regex routes restricted to some methods (nginx cannot fall through from a
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django.conf import settings
 
+from strangler.models import Exposure, Phase
 from strangler.plan import HTTP_METHODS
 from strangler.proxy.routing import SAFE_METHODS, RouteRuntime, RoutingTable
+from strangler.routing_snapshot import RoutingSnapshot
 
 _METHODS = sorted(HTTP_METHODS)
 _SAFE = "|".join(sorted(SAFE_METHODS))
+# Phases whose reads the new backend answers alone, and phases whose reads either side may answer.
+_NEW_ANSWERS = (Phase.LIVE, Phase.RETIRED)
+_BOTH_ANSWER = (Phase.SHADOW, Phase.CANARY)
 
 
 class ExportError(Exception):
@@ -45,14 +49,14 @@ def _target(route: RouteRuntime, method: str, table: RoutingTable) -> str:
     if slice_ is None:
         assert table.default_backend is not None
         return _upstream(table.default_backend.name)
-    if slice_.phase in ("live", "retired"):
+    if slice_.phase in _NEW_ANSWERS:
         return _upstream(slice_.new.name)
-    if slice_.phase in ("shadow", "canary") and method in SAFE_METHODS:
+    if slice_.phase in _BOTH_ANSWER and method in SAFE_METHODS:
         return f"$strangler_target_{_var(slice_.name)}"
     return _upstream(slice_.legacy.name)
 
 
-def nginx_config_render(*, snapshot: dict[str, Any], listen: str, include_only: bool = False) -> str:
+def nginx_config_render(*, snapshot: RoutingSnapshot, listen: str, include_only: bool = False) -> str:
     table = RoutingTable(snapshot)
     if table.default_backend is None:
         raise ExportError("The routing has no default backend; load a plan first.")
@@ -105,12 +109,12 @@ def nginx_config_render(*, snapshot: dict[str, Any], listen: str, include_only: 
     emit("}")
     for slice_ in table.slices.values():
         name = _var(slice_.name)
-        if slice_.phase not in ("shadow", "canary"):
+        if slice_.phase not in _BOTH_ANSWER:
             continue
         cohort = ""
-        if slice_.phase == "canary" and slice_.weight >= 100:
+        if slice_.phase == Phase.CANARY and slice_.weight >= 100:
             cohort = "new"
-        elif slice_.phase == "canary" and slice_.weight > 0:
+        elif slice_.phase == Phase.CANARY and slice_.weight > 0:
             emit(f'split_clients "$strangler_key" $strangler_cohort_{name} {{')
             emit(f"    {slice_.weight:.2f}% new;")
             emit("    * legacy;")
@@ -163,7 +167,7 @@ def nginx_config_render(*, snapshot: dict[str, Any], listen: str, include_only: 
         var = f"$strangler_location_{index}"
         refuse = f"$strangler_refuse_{index}"
         targets = {m: _target(r, m, table) for m, r in zip(_METHODS, routes, strict=True)}
-        internal = [m for m, r in zip(_METHODS, routes, strict=True) if r.exposure == "internal"]
+        internal = [m for m, r in zip(_METHODS, routes, strict=True) if r.exposure == Exposure.INTERNAL]
         maps = [f"map $request_method {var} {{"]
         for method, target in targets.items():
             maps.append(f"    {method} {target};")
@@ -190,7 +194,7 @@ def nginx_config_render(*, snapshot: dict[str, Any], listen: str, include_only: 
         mirrored = (
             read_route.slice is not None
             and read_route.slice.shadow_enabled
-            and read_route.slice.phase in ("shadow", "canary")
+            and read_route.slice.phase in _BOTH_ANSWER
         )
         if mirrored:
             assert read_route.slice is not None
@@ -198,7 +202,7 @@ def nginx_config_render(*, snapshot: dict[str, Any], listen: str, include_only: 
         emit(f"        proxy_pass http://{var};")
         emit("    }")
     for slice_ in table.slices.values():
-        if slice_.shadow_enabled and slice_.phase in ("shadow", "canary"):
+        if slice_.shadow_enabled and slice_.phase in _BOTH_ANSWER:
             name = _var(slice_.name)
             emit(f"    location = /_strangler_mirror/{name} {{")
             emit("        internal;")

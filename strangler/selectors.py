@@ -1,21 +1,37 @@
-"""Control-plane reads: the routing snapshot proxies load, and what operators list and show."""
+"""Control-plane reads: the routing snapshot proxies load, the figures gates read, and what
+operators list and show."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
+from config.routers import model_database_alias
 from strangler.models import (
     AuditEntry,
     Backend,
     ControlSettings,
+    Exposure,
+    Phase,
     Route,
     ShadowRouteStats,
     ShadowSample,
     Slice,
 )
-from strangler.services import control_alias
+from strangler.routing_snapshot import (
+    BackendSnapshot,
+    RollbackBounds,
+    RouteSnapshot,
+    RoutingSnapshot,
+    SliceSnapshot,
+)
+
+
+def control_alias() -> str:
+    """The connection alias of the control database in this process."""
+    return model_database_alias(Slice)
 
 
 def routing_version() -> int:
@@ -26,66 +42,92 @@ def routing_version() -> int:
     return int(row or 0)
 
 
-def routing_snapshot() -> dict[str, Any]:
-    """Everything a proxy needs to route, as plain data (read in one transaction-consistent pass)."""
+def _backend(backend: Backend) -> BackendSnapshot:
+    return BackendSnapshot(backend.name, tuple(backend.base_urls), backend.health_path)
+
+
+def _slice_snapshot(s: Slice) -> SliceSnapshot:
+    return SliceSnapshot(
+        name=s.name,
+        phase=Phase(s.phase),
+        legacy=_backend(s.legacy_backend),
+        new=_backend(s.new_backend),
+        canary_weight=float(s.canary_weight),
+        shadow_enabled=s.shadow_enabled,
+        shadow_sample_rate=s.shadow_sample_rate,
+        shadow_compare_headers=tuple(s.shadow_compare_headers),
+        shadow_ignore={prefix: tuple(paths) for prefix, paths in s.shadow_ignore.items()},
+        pin_after_write_seconds=s.pin_after_write_seconds,
+        rollback=RollbackBounds(
+            max_error_rate_delta=s.max_error_rate_delta,
+            max_p99_ratio=s.max_p99_ratio,
+            p99_slack_ms=s.p99_slack_ms,
+            rollback_intervals=s.rollback_intervals,
+            min_interval_requests=s.min_interval_requests,
+        ),
+        write_freeze_until=s.write_freeze_until.timestamp() if s.write_freeze_until else None,
+        write_freeze_max_held=s.write_freeze_max_held,
+        routes=tuple(
+            RouteSnapshot(
+                name=r.name,
+                prefix=r.prefix,
+                pattern=r.pattern,
+                methods=tuple(r.methods),
+                exposure=Exposure(r.exposure),
+                position=r.position,
+            )
+            for r in s.routes.all()
+        ),
+    )
+
+
+def routing_snapshot() -> RoutingSnapshot:
+    """Everything a proxy (or the nginx export) needs to route, read in one pass."""
     alias = control_alias()
     control = ControlSettings.objects.using(alias).select_related("default_backend").filter(id=1).first()
-    slices = list(
+    slices = (
         Slice.objects.using(alias).select_related("legacy_backend", "new_backend").prefetch_related("routes")
     )
+    return RoutingSnapshot(
+        version=control.version if control else 0,
+        default_backend=_backend(control.default_backend) if control and control.default_backend else None,
+        default_exposure=Exposure(control.default_exposure) if control else Exposure.PUBLIC,
+        slices=tuple(_slice_snapshot(s) for s in slices),
+    )
+
+
+def slice_state(slice_: Slice) -> dict[str, Any]:
+    """What an operator changes on a slice, as the audit log records it (from and to)."""
     return {
-        "version": control.version if control else 0,
-        "default_backend": (
-            {
-                "name": control.default_backend.name,
-                "urls": control.default_backend.base_urls,
-                "health_path": control.default_backend.health_path,
-            }
-            if control and control.default_backend
-            else None
-        ),
-        "default_exposure": control.default_exposure if control else "public",
-        "slices": [
-            {
-                "name": s.name,
-                "phase": s.phase,
-                "legacy": {
-                    "name": s.legacy_backend.name,
-                    "urls": s.legacy_backend.base_urls,
-                    "health_path": s.legacy_backend.health_path,
-                },
-                "new": {
-                    "name": s.new_backend.name,
-                    "urls": s.new_backend.base_urls,
-                    "health_path": s.new_backend.health_path,
-                },
-                "canary_weight": float(s.canary_weight),
-                "shadow_enabled": s.shadow_enabled,
-                "shadow_sample_rate": s.shadow_sample_rate,
-                "shadow_compare_headers": s.shadow_compare_headers,
-                "shadow_ignore": s.shadow_ignore,
-                "pin_after_write_seconds": s.pin_after_write_seconds,
-                "max_error_rate_delta": s.max_error_rate_delta,
-                "max_p99_ratio": s.max_p99_ratio,
-                "p99_slack_ms": s.p99_slack_ms,
-                "rollback_intervals": s.rollback_intervals,
-                "min_interval_requests": s.min_interval_requests,
-                "write_freeze_until": s.write_freeze_until.timestamp() if s.write_freeze_until else None,
-                "write_freeze_max_held": s.write_freeze_max_held,
-                "routes": [
-                    {
-                        "name": r.name,
-                        "prefix": r.prefix,
-                        "pattern": r.pattern,
-                        "methods": r.methods,
-                        "exposure": r.exposure,
-                        "position": r.position,
-                    }
-                    for r in s.routes.all()
-                ],
-            }
-            for s in slices
-        ],
+        "phase": slice_.phase,
+        "canary_weight": str(Decimal(slice_.canary_weight).quantize(Decimal("0.01"))),
+        "shadow_enabled": slice_.shadow_enabled,
+        "shadow_sample_rate": slice_.shadow_sample_rate,
+        "paused": slice_.paused,
+        "write_freeze_until": slice_.write_freeze_until.isoformat() if slice_.write_freeze_until else None,
+    }
+
+
+def slice_names(*, alias: str) -> list[str]:
+    return sorted(Slice.objects.using(alias).values_list("name", flat=True))
+
+
+def route_count(*, slice_: Slice, alias: str) -> int:
+    return Route.objects.using(alias).filter(slice=slice_).count()
+
+
+def shadow_totals(*, slice_name: str, alias: str) -> dict[str, Any]:
+    """Shadow comparisons of a slice summed over its routes and every proxy (a gate input)."""
+    totals = (
+        ShadowRouteStats.objects.using(alias)
+        .filter(slice_name=slice_name)
+        .aggregate(compared=Sum("compared"), differing=Sum("differing"))
+    )
+    compared, differing = totals["compared"] or 0, totals["differing"] or 0
+    return {
+        "compared": compared,
+        "differing": differing,
+        "diff_rate": differing / compared if compared else None,
     }
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import router
 
 from cdc.consuming.envelope import CloudEvent, MalformedEvent, event_name
 from cdc.consuming.inbox import AbstractInboxEntry
+from config.routers import model_database_alias
 
 Handler = Callable[[Any, CloudEvent], None]
 
@@ -105,8 +105,7 @@ class ConsumerGroup:
 
     def database(self) -> str:
         """The connection alias of the inbox, where every handler's effect must be written too."""
-        alias = router.db_for_write(self.inbox)
-        return alias or "default"
+        return model_database_alias(self.inbox)
 
 
 _groups: dict[str, ConsumerGroup] = {}

@@ -1,14 +1,16 @@
-"""Core Django settings and the SERVICE switch that picks a process's URLconf and database."""
+"""Core Django settings and the SERVICE switch that picks a process's apps, URLconf and database."""
 
+import warnings
 from pathlib import Path
 
+from config.processes import DEFAULT_SERVICE, SERVICES, installed_apps
 from config.settings.env import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-# Which process this is: it picks the URLconf and which database is "default".
-SERVICES = ("legacy", "shop", "crm", "mes_pricing", "mes_production", "proxy", "cdc")
-SERVICE = env.str("SERVICE", default="legacy")
+# Which process this is: it picks the installed apps, the URLconf and which database is "default"
+# (config/processes.py). The proxy and CDC processes load no legacy app.
+SERVICE = env.str("SERVICE", default=DEFAULT_SERVICE)
 if SERVICE not in SERVICES:
     raise ValueError(f"SERVICE={SERVICE!r} is not one of {', '.join(SERVICES)}")
 
@@ -17,28 +19,14 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-set-DJA
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
 
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "rest_framework",
-    "rest_framework.authtoken",
-    "drf_spectacular",
-    "ops",
-    "legacy.shop",
-    "legacy.crm",
-    "legacy.mes",
-    "strangler",
-    "cdc",
-]
+INSTALLED_APPS = installed_apps(SERVICE)
 
 MIDDLEWARE = [
     "ops.middleware.RequestContextMiddleware",
     "ops.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files of the process's own pages (the admin's styles), served by the process itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -70,7 +58,16 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
-STATIC_URL = "static/"
+# The proxy's own pages live under /_strangler/, so its static files do too: every other path is
+# the migrated system's (the legacy monolith's /static/ included).
+STATIC_URL = "/_strangler/static/" if SERVICE == "proxy" else "/static/"
+# WhiteNoise serves them straight from the apps' static folders (indexed once at start), so there
+# is no collectstatic step (and no STATIC_ROOT) to forget.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+# Under ASGI (the proxy) Django reads WhiteNoise's file iterator in a thread and warns on every
+# process start; for the admin's few small files that is what we want.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Bodies above this are refused with 413 before any view reads them.

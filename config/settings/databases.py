@@ -4,6 +4,7 @@ The SERVICE's own database is "default"; every other database is reachable under
 so that toolkit processes (CDC, backfill, verification) can read one and write another.
 """
 
+from config.processes import PROCESSES
 from config.settings.base import SERVICE
 from config.settings.env import env
 
@@ -14,15 +15,7 @@ PG_USER = env.str("PGUSER", default="postgres")
 DB_NAME_PREFIX = env.str("DB_NAME_PREFIX", default="")
 
 DATABASE_NAMES = ("legacy", "shop", "crm", "pricing", "production", "control")
-SERVICE_DATABASE = {
-    "legacy": "legacy",
-    "shop": "shop",
-    "crm": "crm",
-    "mes_pricing": "pricing",
-    "mes_production": "production",
-    "proxy": "control",
-    "cdc": "control",
-}[SERVICE]
+SERVICE_DATABASE = PROCESSES[SERVICE].database
 
 
 def _database(name: str) -> dict:
@@ -42,8 +35,9 @@ for _name in DATABASE_NAMES:
 
 DATABASE_ROUTERS = ["config.routers.ServiceDatabaseRouter"]
 
-# Which logical database holds each app's tables; "default" apps (auth, sessions, ...) live in
-# whichever database is the process's own.
+# Which logical database holds each app's tables. The framework apps (auth, contenttypes, sessions,
+# admin, authtoken) are in none of them: every database has its own, and a process uses its own
+# database's (the proxy's staff and sessions are in `control`).
 APP_DATABASES = {
     "shop": "legacy",
     "crm": "legacy",

@@ -1,6 +1,6 @@
 """Settings of the strangler proxy and its control plane."""
 
-from config.settings.base import MAX_REQUEST_BODY_BYTES
+from config.settings.base import BASE_DIR, MAX_REQUEST_BODY_BYTES
 from config.settings.env import env
 
 # Bodies above this are refused with 413 by the proxy (also when they arrive chunked).
@@ -32,3 +32,8 @@ STRANGLER_TRUSTED_PROXIES = env.list("STRANGLER_TRUSTED_PROXIES", default=[])
 STRANGLER_ACCESS_LOG = env.bool("STRANGLER_ACCESS_LOG", default=False)
 STRANGLER_SHADOW_MAX_BODY_BYTES = env.int("STRANGLER_SHADOW_MAX_BODY_BYTES", default=1024 * 1024)
 STRANGLER_SHADOW_MAX_IN_FLIGHT = env.int("STRANGLER_SHADOW_MAX_IN_FLIGHT", default=16)
+# The migration plan `manage.py strangler load-plan` (and validate-plan) reads when given no path: it
+# lives with the system it migrates.
+STRANGLER_PLAN_FILE = env.path(
+    "STRANGLER_PLAN_FILE", default=str(BASE_DIR / "legacy" / "migration_plan.yaml")
+)

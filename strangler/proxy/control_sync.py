@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from strangler import selectors, services
+from strangler.models import Phase
 from strangler.proxy import metrics
 from strangler.proxy.routing import RoutingTable
 
@@ -83,7 +84,7 @@ class ControlSync:
         if force or self.app.table is None or version != self.app.table.version:
             snapshot = await self.db(selectors.routing_snapshot)
             self.app.install(RoutingTable(snapshot))
-            logger.info("proxy.routing_loaded", version=snapshot["version"], slices=len(snapshot["slices"]))
+            logger.info("proxy.routing_loaded", version=snapshot.version, slices=len(snapshot.slices))
 
     async def analyse(self) -> None:
         table = self.app.table
@@ -95,7 +96,7 @@ class ControlSync:
                 name=slice_name,
                 who=self.identity,
                 gate=figures,
-                only_from="canary",
+                only_from=Phase.CANARY,
                 why="automatic rollback: the new backend broke the error-rate or p99 bound "
                 f"for {figures['bad_intervals']} intervals",
             )

@@ -7,6 +7,7 @@ claims goes to the default backend. No database access happens per request.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import time
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from strangler.models import Phase
 from strangler.proxy.cohort import in_canary, weight_threshold
 from strangler.proxy.pins import Pins
 from strangler.proxy.request import ProxyRequest
+from strangler.routing_snapshot import BackendSnapshot, RoutingSnapshot
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LEGACY, NEW = "legacy", "new"
@@ -46,12 +49,12 @@ class BackendTarget:
         return self.addresses[next(self._cycle)]  # all marked down: try anyway rather than fail
 
 
-def _target(raw: dict[str, Any]) -> BackendTarget:
+def _target(backend: BackendSnapshot) -> BackendTarget:
     addresses = []
-    for url in raw["urls"]:
+    for url in backend.urls:
         parts = urlsplit(url)
         addresses.append((parts.hostname or "127.0.0.1", parts.port or 80))
-    return BackendTarget(raw["name"], addresses, raw.get("health_path", "/healthz"))
+    return BackendTarget(backend.name, addresses, backend.health_path)
 
 
 @dataclass
@@ -97,58 +100,46 @@ class Decision:
 
 
 class RoutingTable:
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        self.version: int = snapshot["version"]
+    def __init__(self, snapshot: RoutingSnapshot) -> None:
+        self.version: int = snapshot.version
         self.slices: dict[str, SliceRuntime] = {}
         self.patterns: list[RouteRuntime] = []
         self.prefixes: list[tuple[str, list[RouteRuntime]]] = []
-        default = snapshot.get("default_backend")
+        default = snapshot.default_backend
         self.default_backend = _target(default) if default else None
         self.default_route = RouteRuntime(
-            name="default",
-            slice=None,
-            exposure=snapshot.get("default_exposure", "public"),
-            methods=frozenset(),
+            name="default", slice=None, exposure=snapshot.default_exposure, methods=frozenset()
         )
         by_prefix: dict[str, list[RouteRuntime]] = {}
-        for raw in snapshot["slices"]:
+        for raw in snapshot.slices:
             slice_ = SliceRuntime(
-                name=raw["name"],
-                phase=raw["phase"],
-                legacy=_target(raw["legacy"]),
-                new=_target(raw["new"]),
-                weight=raw["canary_weight"],
-                threshold=weight_threshold(raw["canary_weight"]),
-                shadow_enabled=raw["shadow_enabled"],
-                shadow_sample_rate=raw["shadow_sample_rate"],
-                shadow_compare_headers=[h.lower() for h in raw["shadow_compare_headers"]],
-                shadow_ignore=raw["shadow_ignore"],
-                pin_seconds=raw["pin_after_write_seconds"],
-                rollback={
-                    k: raw[k]
-                    for k in (
-                        "max_error_rate_delta",
-                        "max_p99_ratio",
-                        "p99_slack_ms",
-                        "rollback_intervals",
-                        "min_interval_requests",
-                    )
-                },
-                freeze_until=raw["write_freeze_until"],
-                freeze_max_held=raw["write_freeze_max_held"],
+                name=raw.name,
+                phase=raw.phase,
+                legacy=_target(raw.legacy),
+                new=_target(raw.new),
+                weight=raw.canary_weight,
+                threshold=weight_threshold(raw.canary_weight),
+                shadow_enabled=raw.shadow_enabled,
+                shadow_sample_rate=raw.shadow_sample_rate,
+                shadow_compare_headers=[h.lower() for h in raw.shadow_compare_headers],
+                shadow_ignore={prefix: list(paths) for prefix, paths in raw.shadow_ignore.items()},
+                pin_seconds=raw.pin_after_write_seconds,
+                rollback=dataclasses.asdict(raw.rollback),
+                freeze_until=raw.write_freeze_until,
+                freeze_max_held=raw.write_freeze_max_held,
             )
             self.slices[slice_.name] = slice_
-            for r in sorted(raw["routes"], key=lambda r: r["position"]):
-                route = RouteRuntime(r["name"], slice_, r["exposure"], frozenset(r["methods"]), r["prefix"])
-                if r["pattern"]:
-                    route.pattern = re.compile(r["pattern"])
+            for r in sorted(raw.routes, key=lambda r: r.position):
+                route = RouteRuntime(r.name, slice_, r.exposure, frozenset(r.methods), r.prefix)
+                if r.pattern:
+                    route.pattern = re.compile(r.pattern)
                     self.patterns.append(route)
                 else:
-                    by_prefix.setdefault(r["prefix"], []).append(route)
+                    by_prefix.setdefault(r.prefix, []).append(route)
         self.prefixes = sorted(by_prefix.items(), key=lambda item: len(item[0]), reverse=True)
         # A write outside every slice may still change data a canary slice reads: pin for the longest.
         self.default_pin_seconds = max(
-            (s.pin_seconds for s in self.slices.values() if s.phase == "canary"), default=0.0
+            (s.pin_seconds for s in self.slices.values() if s.phase == Phase.CANARY), default=0.0
         )
         self._cache: dict[tuple[str, str], RouteRuntime] = {}
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.test import Client
 from django.utils import timezone
 
 from strangler import services
 from strangler.models import AuditEntry, ControlSettings, Route, ShadowRouteStats, Slice
 from strangler.plan import PlanError, plan_load_file, plan_parse
-from tests.factories import staff_token
 
 pytestmark = pytest.mark.django_db(databases=["default", "control"])
 
@@ -39,7 +37,7 @@ slices:
 """
 
 
-def load(text: str = PLAN) -> services.Change:
+def load(text: str = PLAN) -> services.PlanChange:
     return services.plan_apply(plan=plan_parse(text), who="test")
 
 
@@ -161,63 +159,12 @@ def test_commands_print_changes_and_refuse_with_actionable_message(tmp_path: Pat
     assert "plan.load" in out.getvalue() and "first plan" in out.getvalue()
 
 
-@pytest.mark.urls("config.urls.proxy")
-def test_staff_api_refuses_anonymous_and_acts_for_staff() -> None:
-    load()
-    client = Client()
-    assert client.get("/_strangler/api/slices/").status_code in (401, 403)
-    headers = {"Authorization": f"Token {staff_token()}"}
-    listed = client.get("/_strangler/api/slices/", headers=headers)
-    assert listed.status_code == 200 and listed.json()["results"][0]["name"] == "catalogue"
-    promoted = client.post(
-        "/_strangler/api/slices/catalogue/promote/",
-        data=json.dumps({"why": "api"}),
-        content_type="application/json",
-        headers=headers,
-    )
-    assert promoted.status_code == 200, promoted.content
-    assert promoted.json()["to"]["phase"] == "syncing"
-    refused = client.post(
-        "/_strangler/api/slices/catalogue/weight/",
-        data=json.dumps({"weight": 10}),
-        content_type="application/json",
-        headers=headers,
-    )
-    assert refused.status_code == 422 and refused.json()["error"]["code"] == "refused"
-    invalid = client.post(
-        "/_strangler/api/plan/",
-        data=json.dumps({"plan": "version: 2\n"}),
-        content_type="application/json",
-        headers=headers,
-    )
-    assert invalid.status_code == 422
-    assert "plan.version: 2 is not a supported version (use 1)" in invalid.json()["error"]["details"]
-    audit = client.get("/_strangler/api/audit/", headers=headers).json()["results"]
-    assert audit[0]["who"] == "staff" and audit[0]["action"] == "promote"
-
-
-@pytest.mark.urls("config.urls.proxy")
-def test_admin_actions_go_through_the_audited_services() -> None:
-    from django.contrib.auth import get_user_model
-
-    load()
-    admin_user = get_user_model().objects.create_superuser("root-admin", "a@example.test", "pw")
-    client = Client()
-    client.force_login(admin_user)
-    slice_id = Slice.objects.using("control").get(name="catalogue").id
-    response = client.post(
-        "/_strangler/admin/strangler/slice/", {"action": "promote", "_selected_action": [slice_id]}
-    )
-    assert response.status_code == 302
-    assert Slice.objects.using("control").get(name="catalogue").phase == "syncing"
-    entry = AuditEntry.objects.using("control").filter(action="promote").get()
-    assert entry.who == "admin:root-admin"
-
-
-def test_the_monolith_plan_shipped_with_the_toolkit_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_monolith_plan_configured_for_load_plan_is_valid_and_exposes_what_is_public_today(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for i, name in enumerate(["LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL"]):
         monkeypatch.setenv(name, f"http://127.0.0.1:{9000 + i}")
-    plan = plan_load_file(Path(__file__).resolve().parent.parent / "plans" / "monolith.yaml")
+    plan = plan_load_file(settings.STRANGLER_PLAN_FILE)
     assert [s.name for s in plan.slices] == [
         "catalogue",
         "shop-orders",
@@ -225,6 +172,10 @@ def test_the_monolith_plan_shipped_with_the_toolkit_is_valid(monkeypatch: pytest
         "pricing",
         "production",
     ]
+    # External MES users read production orders through the proxy today (README): nothing the
+    # monolith serves in the open may be closed by the plan before the MES split closes it.
+    assert {r.name: r.exposure for s in plan.slices for r in s.routes}["production-orders"] == "public"
+    assert plan.default_exposure == "public"
     monkeypatch.delenv("SHOP_URL")
     with pytest.raises(PlanError, match=r"plan.backends.shop.urls\[0\]: refers to \$\{SHOP_URL\}"):
-        plan_load_file(Path(__file__).resolve().parent.parent / "plans" / "monolith.yaml")
+        plan_load_file(settings.STRANGLER_PLAN_FILE)

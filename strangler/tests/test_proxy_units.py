@@ -5,60 +5,79 @@ from __future__ import annotations
 
 from typing import Any
 
+from strangler.models import Exposure, Phase
 from strangler.proxy.analysis import CanaryAnalyzer
 from strangler.proxy.cohort import in_canary, murmur2, weight_threshold
 from strangler.proxy.pins import Pins
 from strangler.proxy.request import ProxyRequest
 from strangler.proxy.routing import LEGACY, NEW, RoutingTable, decide
 from strangler.proxy.shadow import responses_compare
+from strangler.routing_snapshot import (
+    BackendSnapshot,
+    RollbackBounds,
+    RouteSnapshot,
+    RoutingSnapshot,
+    SliceSnapshot,
+)
 
 
-def _slice(name: str, phase: str, routes: list[dict[str, Any]], weight: float = 0.0) -> dict[str, Any]:
-    return {
-        "name": name,
-        "phase": phase,
-        "canary_weight": weight,
-        "legacy": {"name": "legacy", "urls": ["http://127.0.0.1:1"]},
-        "new": {"name": f"{name}-svc", "urls": ["http://127.0.0.1:2", "http://127.0.0.1:3"]},
-        "shadow_enabled": False,
-        "shadow_sample_rate": 1.0,
-        "shadow_compare_headers": [],
-        "shadow_ignore": {},
-        "pin_after_write_seconds": 5.0,
-        "max_error_rate_delta": 0.05,
-        "max_p99_ratio": 2.0,
-        "p99_slack_ms": 10.0,
-        "rollback_intervals": 2,
-        "min_interval_requests": 10,
-        "write_freeze_until": None,
-        "write_freeze_max_held": 10,
-        "routes": [
-            {"pattern": "", "prefix": "", "methods": [], "exposure": "public", "position": i, **r}
+def _slice(name: str, phase: Phase, routes: list[dict[str, Any]], weight: float = 0.0) -> SliceSnapshot:
+    return SliceSnapshot(
+        name=name,
+        phase=phase,
+        canary_weight=weight,
+        legacy=BackendSnapshot("legacy", ("http://127.0.0.1:1",)),
+        new=BackendSnapshot(f"{name}-svc", ("http://127.0.0.1:2", "http://127.0.0.1:3")),
+        shadow_enabled=False,
+        shadow_sample_rate=1.0,
+        shadow_compare_headers=(),
+        shadow_ignore={},
+        pin_after_write_seconds=5.0,
+        rollback=RollbackBounds(
+            max_error_rate_delta=0.05,
+            max_p99_ratio=2.0,
+            p99_slack_ms=10.0,
+            rollback_intervals=2,
+            min_interval_requests=10,
+        ),
+        write_freeze_until=None,
+        write_freeze_max_held=10,
+        routes=tuple(
+            RouteSnapshot(
+                name=r["name"],
+                prefix=r.get("prefix", ""),
+                pattern=r.get("pattern", ""),
+                methods=tuple(r.get("methods", ())),
+                exposure=Exposure.PUBLIC,
+                position=i,
+            )
             for i, r in enumerate(routes)
-        ],
-    }
+        ),
+    )
 
 
 TABLE = RoutingTable(
-    {
-        "version": 1,
-        "default_backend": {"name": "legacy", "urls": ["http://127.0.0.1:1"]},
-        "default_exposure": "public",
-        "slices": [
+    RoutingSnapshot(
+        version=1,
+        default_backend=BackendSnapshot("legacy", ("http://127.0.0.1:1",)),
+        default_exposure=Exposure.PUBLIC,
+        slices=(
             _slice(
                 "catalogue",
-                "live",
+                Phase.LIVE,
                 [{"name": "products", "prefix": "/shop/api/products/", "methods": ["GET"]}],
             ),
             _slice(
                 "orders",
-                "canary",
+                Phase.CANARY,
                 [{"name": "orders", "prefix": "/shop/api/", "methods": ["GET", "POST"]}],
                 50,
             ),
-            _slice("special", "live", [{"name": "special", "pattern": r"^/shop/api/products/special-\d+/$"}]),
-        ],
-    }
+            _slice(
+                "special", Phase.LIVE, [{"name": "special", "pattern": r"^/shop/api/products/special-\d+/$"}]
+            ),
+        ),
+    )
 )
 
 

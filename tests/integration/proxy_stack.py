@@ -10,6 +10,7 @@ a new backend that can be told to fail, which the monolith cannot.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
 
 from ops.process_group import (
     ManagedProcess,
@@ -34,6 +37,7 @@ from strangler.selectors import routing_version
 
 LOG_DIR = Path(__file__).resolve().parent.parent.parent / ".local" / "test-logs"
 INTERNAL_TOKEN = "test-internal-token"
+STAFF_PASSWORD = "proxy-staff-password"
 
 PLAN = """
 version: 1
@@ -76,13 +80,23 @@ def backend_start(group: ProcessGroup, name: str, port: int | None = None) -> tu
     return process, url
 
 
+def as_the_readme_says(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a `manage.py strangler ...` child, as the README has a user run it: with no SERVICE,
+    so manage.py picks the proxy's."""
+    child = {name: value for name, value in env.items() if name != "SERVICE"}
+    if "SERVICE" in os.environ:  # a child inherits this shell's; it cannot be unset, only named
+        child["SERVICE"] = "proxy"
+    return child
+
+
 def proxy_start(
     group: ProcessGroup, env: dict[str, str], tag: str, overrides: dict[str, str] | None = None
 ) -> tuple[ManagedProcess, str]:
+    """`manage.py strangler serve` as the README has a user start it: no SERVICE in its environment
+    (manage.py picks the proxy's), the databases and settings from `env`."""
     port = free_port()
     proxy_env = {
-        **env,
-        "SERVICE": "proxy",
+        **as_the_readme_says(env),
         "STRANGLER_ANALYSIS_INTERVAL": "0.5",
         "STRANGLER_INTERNAL_TOKEN": INTERNAL_TOKEN,
         "STRANGLER_MAX_BODY_BYTES": "65536",
@@ -101,6 +115,19 @@ def proxy_start(
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/_strangler/healthz", seconds=30, process=process.popen)
     return process, url
+
+
+def proxy_staff_token(username: str = "proxy-staff") -> str:
+    """A staff user of the proxy (a superuser, password STAFF_PASSWORD) and its API token. The
+    proxy's users live in its own database, `control`, not in the monolith's."""
+    user, _ = (
+        get_user_model()
+        .objects.db_manager("control")
+        .get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
+    )
+    user.set_password(STAFF_PASSWORD)
+    user.save(using="control")
+    return Token.objects.using("control").get_or_create(user=user)[0].key
 
 
 def proxy_routing(proxy_url: str) -> dict:

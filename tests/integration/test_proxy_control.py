@@ -1,20 +1,30 @@
-"""Operator commands from separate processes against the real control database."""
+"""The control plane from outside: operator commands from separate processes, and the proxy
+process (started as the README says) answering its health, staff API, admin and static files."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from django.db import OperationalError, connections, transaction
 
-from ops.process_group import manage_command
+from ops.process_group import ProcessGroup, manage_command
 from strangler import services
-from strangler.models import AuditEntry
+from strangler.models import AuditEntry, Slice
 from strangler.plan import plan_parse
 from strangler.tests.test_control_plane import PLAN
-from tests.integration.proxy_stack import wait_until
+from tests.integration.proxy_stack import (
+    STAFF_PASSWORD,
+    as_the_readme_says,
+    proxy_staff_token,
+    proxy_start,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -26,7 +36,7 @@ def test_two_operators_at_once_are_serialised_and_both_audited(live_env: dict[st
     services.plan_apply(plan=plan_parse(PLAN), who="setup")
     for _ in range(3):
         services.slice_promote(name="catalogue", who="setup", force=True, why="to canary")
-    env = {**live_env, "STRANGLER_OPERATOR": "alice"}
+    env = {**as_the_readme_says(live_env), "STRANGLER_OPERATOR": "alice"}
     first = subprocess.Popen(
         manage_command("strangler", "weight", "catalogue", "10", "--why", "step 1", "--hold-lock", "6"),
         env=env,
@@ -79,7 +89,7 @@ def test_invalid_plan_file_is_rejected_with_the_bad_fields_path(
     )
     result = subprocess.run(
         manage_command("strangler", "load-plan", str(plan)),
-        env=live_env,
+        env=as_the_readme_says(live_env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -88,3 +98,118 @@ def test_invalid_plan_file_is_rejected_with_the_bad_fields_path(
     assert "plan.slices.catalogue.routes[0].methods[1]: 'YEET' is not one of" in result.stderr
     assert "plan.extra: unknown field" in result.stderr
     assert not AuditEntry.objects.using("control").exists()
+
+
+@pytest.fixture(scope="module")
+def proxy_url(live_env: dict[str, str]) -> Iterator[str]:
+    with ProcessGroup() as group:
+        _, url = proxy_start(group, live_env, "control")
+        yield url
+
+
+def test_the_proxy_serves_its_own_health_under_its_own_service(proxy_url: str) -> None:
+    health = requests.get(f"{proxy_url}/_strangler/healthz", timeout=5)
+    assert health.status_code == 200 and health.json() == {"status": "ok", "service": "proxy"}
+
+
+def test_staff_api_through_the_proxy_refuses_bad_credentials_with_json(proxy_url: str) -> None:
+    proxy_staff_token()  # a staff user exists; the credentials below are still not theirs
+    api = f"{proxy_url}/_strangler/api/slices/"
+    for headers, cookies in (
+        ({}, {}),
+        ({"Authorization": "Token not-a-token"}, {}),
+        ({}, {"sessionid": "not-a-session"}),
+    ):
+        response = requests.get(api, headers=headers, cookies=cookies, timeout=5)
+        assert response.status_code in (401, 403), (headers, cookies, response.text[:300])
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"]["code"] in ("not_authenticated", "authentication_failed")
+
+
+def test_staff_api_through_the_proxy_acts_for_staff_and_audits(proxy_url: str) -> None:
+    services.plan_apply(plan=plan_parse(PLAN), who="setup")
+    headers = {"Authorization": f"Token {proxy_staff_token()}"}
+    api = f"{proxy_url}/_strangler/api"
+    listed = requests.get(f"{api}/slices/", headers=headers, timeout=5)
+    assert listed.status_code == 200, listed.text[:300]
+    assert listed.json()["results"][0]["name"] == "catalogue"
+    promoted = requests.post(
+        f"{api}/slices/catalogue/promote/", json={"why": "api"}, headers=headers, timeout=5
+    )
+    assert promoted.status_code == 200, promoted.text[:300]
+    assert promoted.json()["to"]["phase"] == "syncing"
+    refused = requests.post(
+        f"{api}/slices/catalogue/weight/", json={"weight": 10}, headers=headers, timeout=5
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "refused"
+    invalid = requests.post(f"{api}/plan/", json={"plan": "version: 2\n"}, headers=headers, timeout=5)
+    assert invalid.status_code == 422
+    assert "plan.version: 2 is not a supported version (use 1)" in invalid.json()["error"]["details"]
+    audit = requests.get(f"{api}/audit/", headers=headers, timeout=5).json()["results"]
+    assert audit[0]["who"] == "proxy-staff" and audit[0]["action"] == "promote"
+
+
+def _form_token(html: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def test_admin_through_the_proxy_logs_in_serves_its_styles_and_acts_through_services(
+    proxy_url: str,
+) -> None:
+    services.plan_apply(plan=plan_parse(PLAN), who="setup")
+    proxy_staff_token("root-admin")
+    admin = f"{proxy_url}/_strangler/admin"
+    browser = requests.Session()
+    login = browser.get(f"{admin}/login/", timeout=5)
+    assert login.status_code == 200, login.text[:300]
+    # The admin's own styles, at a path no proxied application can own.
+    stylesheet = re.search(r'href="(/_strangler/static/admin/css/[^"]+\.css)"', login.text)
+    assert stylesheet, login.text[:1000]
+    css = browser.get(f"{proxy_url}{stylesheet.group(1)}", timeout=5)
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    logo = browser.get(f"{proxy_url}/_strangler/static/admin/img/icon-yes.svg", timeout=5)
+    assert logo.status_code == 200 and logo.content.startswith(b"<svg")
+    signed_in = browser.post(
+        f"{admin}/login/?next=/_strangler/admin/",
+        data={
+            "username": "root-admin",
+            "password": STAFF_PASSWORD,
+            "csrfmiddlewaretoken": _form_token(login.text),
+            "next": "/_strangler/admin/",
+        },
+        timeout=5,
+    )
+    assert signed_in.status_code == 200 and "Site administration" in signed_in.text, signed_in.text[:500]
+    changelist = browser.get(f"{admin}/strangler/slice/", timeout=5)
+    assert changelist.status_code == 200
+    slice_id = Slice.objects.using("control").get(name="catalogue").id
+    acted = browser.post(
+        f"{admin}/strangler/slice/",
+        data={
+            "action": "promote",
+            "_selected_action": [slice_id],
+            "csrfmiddlewaretoken": _form_token(changelist.text),
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert acted.status_code == 302, acted.text[:500]
+    assert Slice.objects.using("control").get(name="catalogue").phase == "syncing"
+    entry = AuditEntry.objects.using("control").filter(action="promote").get()
+    assert entry.who == "admin:root-admin"
+
+
+def test_a_command_under_another_service_refuses_and_names_the_one_it_needs(
+    live_env: dict[str, str],
+) -> None:
+    result = subprocess.run(
+        manage_command("strangler", "serve", "--port", "9"),
+        env={**live_env, "SERVICE": "legacy"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "run it with SERVICE=proxy (or with SERVICE unset), not SERVICE=legacy" in result.stderr

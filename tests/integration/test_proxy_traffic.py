@@ -34,7 +34,13 @@ from ops.process_group import (
 from strangler.models import AuditEntry
 from strangler.selectors import routing_version
 from tests.conftest import LegacyStack
-from tests.integration.proxy_stack import LOG_DIR, proxy_caught_up, proxy_start, wait_until
+from tests.integration.proxy_stack import (
+    LOG_DIR,
+    as_the_readme_says,
+    proxy_caught_up,
+    proxy_start,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -258,6 +264,62 @@ def test_weight_changes_and_cutover_under_traffic_cause_no_customer_error(
     assert not AuditEntry.objects.using("control").filter(who__startswith="proxy:").exists()
     # Orders the staff confirmed go through production; waiting keeps the session's worker from
     # writing into the next test's database after this one is flushed.
+    wait_until(lambda: not in_flight_orders().exists(), seconds=60, interval=0.2)
+
+
+def test_the_shipped_plan_serves_todays_traffic_through_the_proxy_without_an_error(
+    legacy_stack: LegacyStack, legacy_polling: object, live_env: dict[str, str]
+) -> None:
+    """`strangler load-plan` with no path loads the monolith's own plan (settings.STRANGLER_PLAN_FILE);
+    with every slice in its first phase the proxy must answer every client as the monolith does,
+    external MES users reading production orders included."""
+    call_command("seed", products=12, customers=100, orders=200, random_seed=7, stdout=StringIO())
+    # No extracted service runs yet: their backends name the monolith too (nothing routes to them).
+    backends = {
+        name: legacy_stack.base_url
+        for name in ("LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL")
+    }
+    with ProcessGroup() as group:
+        _, proxy_url = proxy_start(group, live_env, "shipped-plan", {"STRANGLER_READ_TIMEOUT": "30"})
+        loaded = subprocess.run(
+            manage_command("strangler", "load-plan", "--why", "the monolith's plan"),
+            env={**as_the_readme_says(live_env), **backends},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        assert '"production"' in loaded.stdout
+        proxy_caught_up(proxy_url)
+        # The monolith's own admin styles pass through too (the proxy's are under /_strangler/).
+        css = requests.get(f"{proxy_url}/static/admin/css/base.css", timeout=5)
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        traffic = subprocess.run(
+            manage_command(
+                "traffic",
+                "--base-url",
+                proxy_url,
+                "--rate",
+                "40",
+                "--duration",
+                "8",
+                "--mix",
+                "customer=55,staff=10,external=35",
+                "--random-seed",
+                "3",
+                "--json",
+            ),
+            env=live_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    summary = json.loads(traffic.stdout.strip().splitlines()[-1])
+    assert traffic.returncode == 0 and summary["errors"] == 0, (
+        summary["error_samples"],
+        traffic.stderr[-2000:],
+    )
+    assert summary["routes"]["GET /mes/api/production-orders/"]["count"] > 0, summary["routes"]
     wait_until(lambda: not in_flight_orders().exists(), seconds=60, interval=0.2)
 
 

@@ -3,22 +3,32 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ops.database_setup import databases_ensure
+from ops.database_setup import (
+    DatabaseSetupFailed,
+    databases_ensure,
+    every_database_migrate,
+    own_database_migrate,
+)
 
 
 class Command(BaseCommand):
     help = (
         "Create every database named in settings that does not exist yet (legacy, shop, crm, "
-        "pricing, production, control), then apply migrations to each. Safe to run repeatedly."
+        "pricing, production, control), then migrate each from a process of the SERVICE that "
+        "owns it. Safe to run repeatedly."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--no-migrate", action="store_true", help="only create databases")
+        # What each per-SERVICE child of db_setup runs: migrate this process's own database.
+        parser.add_argument("--own-database-only", action="store_true", help="(internal)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["own_database_only"]:
+            own_database_migrate(report=self.stdout.write)
+            return
         try:
             result = databases_ensure(report=self.stdout.write)
         except Exception as exc:
@@ -38,6 +48,7 @@ class Command(BaseCommand):
             )
         if options["no_migrate"]:
             return
-        for alias in settings.DATABASES:
-            call_command("migrate", database=alias, interactive=False, verbosity=0)
-            self.stdout.write(f"migrated {alias}")
+        try:
+            every_database_migrate(report=self.stdout.write)
+        except DatabaseSetupFailed as exc:
+            raise CommandError(str(exc)) from exc

@@ -14,12 +14,13 @@ import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from strangler import selectors, services
 from strangler.models import PHASE_ORDER
 from strangler.plan import PlanError, plan_load_file
-from strangler.services import Change, OperationRefused
+from strangler.services import OperationRefused, PlanChange
 
 
 def _add_change_options(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +53,9 @@ class Command(BaseCommand):
         report.add_argument("--slice", dest="slice_name")
         report.add_argument("--samples", type=int, default=3)
         validate = sub.add_parser("validate-plan", help="Validate a plan file and change nothing.")
-        validate.add_argument("path")
+        validate.add_argument("path", nargs="?", help="default: settings.STRANGLER_PLAN_FILE")
         load = sub.add_parser("load-plan", help="Validate and apply a plan file (YAML or JSON).")
-        load.add_argument("path")
+        load.add_argument("path", nargs="?", help="default: settings.STRANGLER_PLAN_FILE")
         _add_change_options(load)
         weight = sub.add_parser(
             "weight", help="Set the canary weight (percent of customers on the new backend)."
@@ -127,7 +128,7 @@ class Command(BaseCommand):
     def do_slices(self, options: dict[str, Any]) -> None:
         rows = selectors.slice_list()
         if not rows:
-            self.stdout.write("No slices; load a plan with `manage.py strangler load-plan FILE`.")
+            self.stdout.write("No slices; load the plan with `manage.py strangler load-plan [FILE]`.")
         for s in rows:
             flags = " ".join(
                 f
@@ -159,7 +160,7 @@ class Command(BaseCommand):
             json.dumps(
                 {
                     "name": s.name,
-                    **services.slice_state(s),
+                    **selectors.slice_state(s),
                     "legacy": s.legacy_backend.name,
                     "new": s.new_backend.name,
                     "tables": s.tables,
@@ -206,7 +207,7 @@ class Command(BaseCommand):
     def _who(self, options: dict[str, Any]) -> str:
         return options.get("who") or os.environ.get("STRANGLER_OPERATOR") or getpass.getuser()
 
-    def _report(self, change: Change) -> None:
+    def _report(self, change: PlanChange) -> None:
         prefix = "DRY RUN, nothing changed: " if change.dry_run else ""
         what = f"{change.action} {change.slice_name}".strip()
         self.stdout.write(f"{prefix}{what}: {json.dumps(change.from_state)} -> {json.dumps(change.to_state)}")
@@ -218,15 +219,18 @@ class Command(BaseCommand):
     def _common(self, options: dict[str, Any]) -> dict[str, Any]:
         return {"who": self._who(options), "why": options["why"], "dry_run": options["dry_run"]}
 
+    def _plan_path(self, options: dict[str, Any]) -> str:
+        return str(options["path"] or settings.STRANGLER_PLAN_FILE)
+
     def do_validate_plan(self, options: dict[str, Any]) -> None:
-        plan = plan_load_file(options["path"])
+        plan = plan_load_file(self._plan_path(options))
         routes = sum(len(s.routes) for s in plan.slices)
         self.stdout.write(
             f"Plan is valid: {len(plan.backends)} backends, {len(plan.slices)} slices, {routes} routes."
         )
 
     def do_load_plan(self, options: dict[str, Any]) -> None:
-        plan = plan_load_file(options["path"])
+        plan = plan_load_file(self._plan_path(options))
         self._report(services.plan_apply(plan=plan, **self._common(options)))
 
     def do_weight(self, options: dict[str, Any]) -> None:
@@ -348,6 +352,13 @@ class Command(BaseCommand):
             self.stdout.write(f"wrote {options['output']}")
 
     def do_serve(self, options: dict[str, Any]) -> None:
+        # The proxy's own routes, apps and database are SERVICE=proxy's; under another SERVICE it
+        # would answer /_strangler/ from that service's URLconf (manage.py picks proxy when unset).
+        if settings.SERVICE != "proxy":
+            raise CommandError(
+                f"`strangler serve` runs the proxy process: run it with SERVICE=proxy (or with SERVICE "
+                f"unset), not SERVICE={settings.SERVICE}."
+            )
         from strangler.proxy.server import proxy_serve
 
         proxy_serve(host=options["host"], port=options["port"])

@@ -1,0 +1,12 @@
+"""Settings of a process that works on every service's database at once: the test suite (it
+creates and migrates every test database, and checks each service's tables directly).
+
+Every process's apps are installed; SERVICE still picks the URLconf and the "default" database.
+The router keeps each app's tables in its own database. A process that serves requests or runs a
+command uses `config.settings`, which loads only its SERVICE's apps.
+"""
+
+from config.processes import all_apps
+from config.settings import *  # noqa: F403
+
+INSTALLED_APPS = all_apps()
