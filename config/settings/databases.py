@@ -45,9 +45,9 @@ DATABASE_ROUTERS = ["config.routers.ServiceDatabaseRouter"]
 # Which logical database holds each app's tables; "default" apps (auth, sessions, ...) live in
 # whichever database is the process's own.
 APP_DATABASES = {
-    "shop": "legacy",
-    "crm": "legacy",
-    "mes": "legacy",
+    "legacy_shop": "legacy",
+    "legacy_crm": "legacy",
+    "legacy_mes": "legacy",
     "shop_app": "shop",
     "crm_app": "crm",
     "mes_pricing": "pricing",

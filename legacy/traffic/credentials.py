@@ -15,9 +15,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from legacy.load.scenarios import ProductChoice, TrafficData
 from legacy.mes.models import ApiKey, ProductionOrder, hash_api_key
 from legacy.shop.models import Customer, Order, OrderStatus, Product
+from legacy.traffic.scenarios import ProductChoice, TrafficData
 
 logger = structlog.get_logger(__name__)
 
