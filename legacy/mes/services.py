@@ -6,6 +6,7 @@ from datetime import datetime
 import structlog
 from django.db import IntegrityError, transaction
 
+from legacy.mes.exceptions import DuplicateOption, InvalidQuantity, PricingUnavailable, UnknownOption
 from legacy.mes.models import (
     STAGE_SEQUENCE,
     PricingRule,
@@ -15,7 +16,6 @@ from legacy.mes.models import (
 )
 from legacy.mes.pricing import MaterialUse, OptionCost, PriceBreakdown, Rule, price_calculate
 from legacy.shop.models import Product
-from ops.errors import DomainError
 
 logger = structlog.get_logger(__name__)
 
@@ -23,7 +23,7 @@ logger = structlog.get_logger(__name__)
 def active_rule() -> Rule:
     rule = PricingRule.objects.filter(active=True).order_by("-created_at", "-id").first()
     if rule is None:
-        raise DomainError("No active pricing rule is configured.", code="pricing_unavailable")
+        raise PricingUnavailable()
     return Rule(
         labour_rate_per_hour=rule.labour_rate_per_hour,
         overhead_percent=rule.overhead_percent,
@@ -37,17 +37,13 @@ def quote_calculate(
 ) -> PriceBreakdown:
     """Prices `quantity` of `product` with the chosen options; unknown options are refused."""
     if quantity <= 0:
-        raise DomainError("Quantity must be at least 1.", code="invalid_quantity")
+        raise InvalidQuantity(quantity=quantity)
     if len(set(option_codes)) != len(option_codes):
-        raise DomainError("An option is chosen twice.", code="duplicate_option")
+        raise DuplicateOption()
     known = {option.code: option for option in product.options.all()}
     unknown = sorted(set(option_codes) - known.keys())
     if unknown:
-        raise DomainError(
-            f"Product {product.sku} has no option {', '.join(unknown)}.",
-            code="unknown_option",
-            details={"unknown": unknown, "available": sorted(known)},
-        )
+        raise UnknownOption(sku=product.sku, unknown=unknown, available=sorted(known))
     materials = tuple(
         MaterialUse(unit_cost=use.material.unit_cost, quantity=use.quantity)
         for use in product.materials.all()

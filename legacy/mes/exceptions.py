@@ -1,0 +1,38 @@
+"""What the MES's pricing refuses, as typed errors (the API edge answers them, see ops.errors)."""
+
+from ops.errors import ApplicationError
+
+
+class PricingRefused(ApplicationError):
+    """A quote cannot be calculated."""
+
+
+class PricingUnavailable(PricingRefused):
+    code = "pricing_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("No active pricing rule is configured.")
+
+
+class InvalidQuantity(PricingRefused):
+    code = "invalid_quantity"
+
+    def __init__(self, *, quantity: int) -> None:
+        super().__init__(f"Quantity must be at least 1, not {quantity}.")
+
+
+class DuplicateOption(PricingRefused):
+    code = "duplicate_option"
+
+    def __init__(self) -> None:
+        super().__init__("An option is chosen twice.")
+
+
+class UnknownOption(PricingRefused):
+    code = "unknown_option"
+
+    def __init__(self, *, sku: str, unknown: list[str], available: list[str]) -> None:
+        super().__init__(
+            f"Product {sku} has no option {', '.join(unknown)}.",
+            details={"unknown": unknown, "available": available},
+        )
