@@ -3,6 +3,13 @@
 from ops.errors import ApplicationError
 
 
+class ApiKeyNameTaken(ApplicationError):
+    code = "api_key_name_taken"
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(f"An API key named {name!r} exists already.")
+
+
 class PricingRefused(ApplicationError):
     """A quote cannot be calculated."""
 

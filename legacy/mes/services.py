@@ -1,23 +1,59 @@
 """MES writes and quotes: pricing a product from the database rules, production orders and stages."""
 
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from django.db import IntegrityError, transaction
 
-from legacy.mes.exceptions import DuplicateOption, InvalidQuantity, PricingUnavailable, UnknownOption
+from legacy.mes.exceptions import (
+    ApiKeyNameTaken,
+    DuplicateOption,
+    InvalidQuantity,
+    PricingUnavailable,
+    UnknownOption,
+)
 from legacy.mes.models import (
+    API_KEY_PREFIX_LENGTH,
     STAGE_SEQUENCE,
+    ApiKey,
     PricingRule,
     ProductionOrder,
     ProductionStage,
     ProductionStatus,
+    hash_api_key,
 )
 from legacy.mes.pricing import MaterialUse, OptionCost, PriceBreakdown, Rule, price_calculate
 from legacy.shop.models import Product
 
 logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    """A key as issued: `raw` is shown to its holder once and never stored."""
+
+    name: str
+    raw: str
+
+
+def api_key_issue(*, name: str, replace: bool = False) -> IssuedApiKey:
+    """Issues a new MES API key under `name`; only its hash is stored. With `replace`, a key of
+    that name is replaced (the old one stops working); without, an existing name is refused."""
+    raw = secrets.token_urlsafe(32)
+    fields = {"prefix": raw[:API_KEY_PREFIX_LENGTH], "key_hash": hash_api_key(raw), "active": True}
+    if replace:
+        ApiKey.objects.update_or_create(name=name, defaults=fields)
+    else:
+        try:
+            with transaction.atomic():
+                ApiKey.objects.create(name=name, **fields)
+        except IntegrityError as exc:  # the name is unique (key hashes do not collide)
+            raise ApiKeyNameTaken(name=name) from exc
+    logger.info("mes.api_key_issued", name=name, prefix=fields["prefix"], replaced=replace)
+    return IssuedApiKey(name=name, raw=raw)
 
 
 def active_rule() -> Rule:

@@ -9,7 +9,15 @@ from django.db import transaction
 from legacy.mes.exceptions import PricingRefused
 from legacy.mes.services import active_rule, quote_calculate
 from legacy.shop.exceptions import EmptyOrder, OrderLineRefused, TooManyLines, UnknownProduct
-from legacy.shop.models import Customer, Order, OrderLine, OrderStatus, OrderStatusChange, Product
+from legacy.shop.models import (
+    Customer,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderStatusChange,
+    Product,
+    new_customer_token,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -26,6 +34,18 @@ class OrderLineRequest:
 def customer_get_or_create(*, email: str, name: str) -> Customer:
     customer, _ = Customer.objects.get_or_create(email=email.lower(), defaults={"name": name})
     return customer
+
+
+@transaction.atomic
+def customer_credential_ensure(*, email: str, name: str, rotate: bool = False) -> tuple[Customer, bool]:
+    """The customer with this email, created if new, and whether it was; with `rotate`, their API
+    token is replaced (the old one stops working)."""
+    customer, created = Customer.objects.get_or_create(email=email.lower(), defaults={"name": name})
+    if rotate and not created:
+        customer.api_token = new_customer_token()
+        customer.save(update_fields=["api_token"])
+    logger.info("customer.credential_issued", customer_id=customer.id, created=created, rotated=rotate)
+    return customer, created
 
 
 def order_status_record(*, order: Order, status: str, at: datetime, actor: str, note: str = "") -> None:
