@@ -69,10 +69,26 @@ def world_create() -> World:
     )
 
 
+def api_key_failures_forget() -> None:
+    """Forgets the failed API-key attempts the monolith counted on the test databases, so that an
+    earlier module or run in the same window cannot make this module's wrong keys answer 429.
+
+    The monolith's cache keys start with its database's name (config/settings/caches.py), which
+    for the processes the tests start is the test database's.
+    """
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    stale = list(redis.scan_iter(f"{connection.settings_dict['NAME']}:*:mes-key-failures:*"))
+    if stale:
+        redis.delete(*stale)
+
+
 def shared_world(django_db_blocker: Any) -> Iterator[World]:
     """Builds and commits the world for a module's tests, and empties the test database after them."""
     name = connection.settings_dict["NAME"]
     assert name.startswith("test_"), f"refusing to write test data into {name}: mark the tests django_db"
+    api_key_failures_forget()
     with django_db_blocker.unblock():
         world = world_create()
     yield world
