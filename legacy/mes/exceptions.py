@@ -14,6 +14,15 @@ class PricingRefused(ApplicationError):
     """A quote cannot be calculated."""
 
 
+class ProductNotOffered(PricingRefused):
+    """No active product has this SKU."""
+
+    code = "unknown_product"
+
+    def __init__(self, *, sku: str) -> None:
+        super().__init__(f"Unknown or unavailable product: {sku}.", details={"unknown": [sku]})
+
+
 class PricingUnavailable(PricingRefused):
     code = "pricing_unavailable"
 

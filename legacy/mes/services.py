@@ -13,6 +13,7 @@ from legacy.mes.exceptions import (
     DuplicateOption,
     InvalidQuantity,
     PricingUnavailable,
+    ProductNotOffered,
     UnknownOption,
 )
 from legacy.mes.models import (
@@ -103,6 +104,18 @@ def quote_calculate(
         quantity=quantity,
         rule=rule or active_rule(),
     )
+
+
+def quote_for_sku(*, sku: str, option_codes: Sequence[str], quantity: int) -> tuple[Product, PriceBreakdown]:
+    """The active product with this SKU and its price (see quote_calculate)."""
+    product = (
+        Product.objects.filter(sku=sku, active=True)
+        .prefetch_related("materials__material", "options__extra_material")
+        .first()
+    )
+    if product is None:
+        raise ProductNotOffered(sku=sku)
+    return product, quote_calculate(product=product, option_codes=option_codes, quantity=quantity)
 
 
 def production_order_create(

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from legacy.mes.exceptions import PricingRefused, PricingUnavailable, UnknownOption
+from legacy.mes.exceptions import PricingRefused, PricingUnavailable, ProductNotOffered, UnknownOption
 from legacy.mes.models import PricingRule, ProductionStage
-from legacy.mes.services import production_advance, production_order_create, quote_calculate
+from legacy.mes.services import production_advance, production_order_create, quote_calculate, quote_for_sku
 from tests.factories import PricingRuleFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +88,12 @@ def test_production_advances_stage_by_stage_and_stops_at_done() -> None:
         ProductionStage.objects.filter(production_order=production).values_list("status", flat=True)
     )
     assert stages == ["queued", "cutting", "assembly", "quality_check", "done"]
+
+
+def test_a_quote_for_a_sku_no_active_product_has_is_refused() -> None:
+    PricingRuleFactory()
+    retired = ProductFactory(active=False)
+    for sku in ("NO-SUCH-SKU", retired.sku):
+        with pytest.raises(ProductNotOffered) as refused:
+            quote_for_sku(sku=sku, option_codes=[], quantity=1)
+        assert (refused.value.code, refused.value.details) == ("unknown_product", {"unknown": [sku]})
