@@ -97,6 +97,17 @@ def shared_world(django_db_blocker: Any) -> Iterator[World]:
         connection.ops.execute_sql_flush(sql_flush(no_style(), connection, reset_sequences=False))
 
 
+def credentials_for(api: str, world: World) -> dict[str, str]:
+    """The headers of the world's credential for one API of the monolith: "shop", "crm" or "mes"."""
+    if api == "shop":
+        return {"Authorization": f"Bearer {world.customer.api_token}"}
+    if api == "crm":
+        return {"Authorization": f"Token {world.staff_token}"}
+    if api == "mes":
+        return {"X-API-Key": world.api_key}
+    raise ValueError(f"no API {api!r}")
+
+
 def row_counts() -> dict[str, int]:
     """What a refused request must leave unchanged."""
     return {

@@ -14,6 +14,7 @@ from legacy.shop.models import Order
 from tests.integration.legacy_api_world import (
     World,
     assert_error_body,
+    credentials_for,
     row_counts,
     shared_world,
 )
@@ -148,11 +149,8 @@ def world(legacy_stack, django_db_blocker) -> Iterator[World]:  # type: ignore[n
 
 
 def credentials(route: str, world: World) -> dict[str, str]:
-    if route.startswith("shop."):
-        return {"Authorization": f"Bearer {world.customer.api_token}"}
-    if route.startswith("crm."):
-        return {"Authorization": f"Token {world.staff_token}"}
-    return {"X-API-Key": world.api_key}
+    """The credential of the API a route ("shop.order", "crm.note", ...) belongs to."""
+    return credentials_for(route.split(".")[0], world)
 
 
 def with_sku(value: Any, sku: str) -> Any:
