@@ -12,7 +12,7 @@ import uuid
 import structlog
 from django.db import transaction
 
-from legacy.crm.services import staff_token_ensure
+from legacy.crm.staff import staff_token_ensure
 from legacy.mes.models import ApiKey, ProductionOrder
 from legacy.mes.services import api_key_issue
 from legacy.shop.models import Customer, Order, OrderStatus, Product
