@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 
 from ops.process_group import ManagedProcess, ProcessGroup, free_port, legacy_process_commands, wait_http_ok
 from tests.conftest import LOG_DIR
@@ -119,3 +120,16 @@ def test_a_client_that_is_no_proxy_cannot_escape_by_forging_x_forwarded_for(web,
         forged = f"198.51.100.{n + 1}"
         assert ask(web, source=attacker, key=wrong_key(), forwarded_for=forged).status == 401
     assert_throttled(ask(web, source=attacker, key=wrong_key(), forwarded_for="198.51.100.200"))
+
+
+def test_a_hundred_wrong_keys_at_the_default_bounds_meet_429_from_the_bound_on(
+    legacy_stack, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    # As the defect was seen: the monolith as the README starts it, default settings.
+    host_port = legacy_stack.base_url.removeprefix("http://").split(":")
+    web = (host_port[0], int(host_port[1]))
+    bound = settings.MES_API_KEY_FAILURES_PER_ADDRESS
+    attacker = new_address()
+    statuses = [ask(web, source=attacker, key=wrong_key()).status for _ in range(100)]
+    assert statuses == [401] * bound + [429] * (100 - bound)
+    assert ask(web, source=new_address(), key=world.api_key).status == 200
