@@ -56,9 +56,9 @@ from cdc.engine import EngineConfig, offsets_reset  # noqa: E402
 from cdc.replication import capture_setup, capture_teardown  # noqa: E402
 from cdc.transports.rabbitmq import RabbitMQPublisher  # noqa: E402
 from config.routers import database_alias  # noqa: E402
-from legacy.load.credentials import traffic_staff_token_ensure  # noqa: E402
 from legacy.mes.models import ProductionOrder  # noqa: E402
 from legacy.shop.models import Customer, Order, OrderStatus, Product  # noqa: E402
+from legacy.traffic.credentials import traffic_staff_token_ensure  # noqa: E402
 from ops.process_group import (  # noqa: E402
     PROJECT_ROOT,
     ManagedProcess,

@@ -47,12 +47,12 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from legacy.load.credentials import traffic_data_load, traffic_staff_token_ensure  # noqa: E402
-from legacy.load.runner import TrafficRunner  # noqa: E402
-from legacy.load.scenarios import PlannedRequest, Scenario, TrafficData  # noqa: E402
-from legacy.load.stats import percentile  # noqa: E402
 from legacy.mes.models import ProductionOrder  # noqa: E402
 from legacy.shop.models import Customer, Order, OrderStatus, Product  # noqa: E402
+from legacy.traffic.credentials import traffic_data_load, traffic_staff_token_ensure  # noqa: E402
+from legacy.traffic.runner import TrafficRunner  # noqa: E402
+from legacy.traffic.scenarios import PlannedRequest, Scenario, TrafficData  # noqa: E402
+from legacy.traffic.stats import percentile  # noqa: E402
 from ops.process_group import (  # noqa: E402
     ManagedProcess,
     ProcessGroup,

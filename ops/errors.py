@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 logger = structlog.get_logger(__name__)
 
@@ -20,8 +20,31 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": body}
 
 
+class ApplicationError(Exception):
+    """Base of the typed errors domain code raises when a business rule refuses something.
+
+    It knows nothing of HTTP: `code` is the stable name a caller can branch on, the message is
+    written for a person, `details` carries plain values. Only the API edge turns it into a
+    response (422 in the error shape; a subclass of ApplicationNotFound is a 404).
+    """
+
+    code: str = "unprocessable"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ApplicationNotFound(ApplicationError):
+    """What a domain operation was asked to act on does not exist."""
+
+    code = "not_found"
+
+
 class DomainError(exceptions.APIException):
-    """A business rule refused the request; the message is written for the caller."""
+    """An API view refused the request; the message is written for the caller. Domain code
+    raises an ApplicationError instead, which knows no HTTP."""
 
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_code = "unprocessable"
@@ -55,7 +78,17 @@ def _as_api_exception(exc: Exception) -> Exception:
     return exc
 
 
+def application_error_response(exc: ApplicationError) -> Response:
+    """The response of a refusal by domain code."""
+    not_found = isinstance(exc, ApplicationNotFound)
+    status_code = status.HTTP_404_NOT_FOUND if not_found else status.HTTP_422_UNPROCESSABLE_ENTITY
+    return Response(error_body(exc.code, exc.message, exc.details), status=status_code)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        set_rollback()  # as DRF does for its own exceptions, should the request be atomic
+        return application_error_response(exc)
     response = exception_handler(exc, context)
     if response is None:
         return None  # Django turns it into a 500 through handler500, logged with the request id.

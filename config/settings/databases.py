@@ -39,9 +39,9 @@ DATABASE_ROUTERS = ["config.routers.ServiceDatabaseRouter"]
 # admin, authtoken) are in none of them: every database has its own, and a process uses its own
 # database's (the proxy's staff and sessions are in `control`).
 APP_DATABASES = {
-    "shop": "legacy",
-    "crm": "legacy",
-    "mes": "legacy",
+    "legacy_shop": "legacy",
+    "legacy_crm": "legacy",
+    "legacy_mes": "legacy",
     "shop_app": "shop",
     "crm_app": "crm",
     "mes_pricing": "pricing",

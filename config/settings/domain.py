@@ -9,6 +9,15 @@ CRM_POLL_BATCH_SIZE = env.int("CRM_POLL_BATCH_SIZE", default=200)
 # Simulated duration of each production stage (queued -> cutting -> ... -> done).
 MES_STAGE_SECONDS = env.float("MES_STAGE_SECONDS", default=1.0)
 MES_API_RATE_LIMIT = env.str("MES_API_RATE_LIMIT", default="6000/min")
+# Failed MES API-key attempts (a key that matches none) are counted per client address and per
+# presented key prefix, in the shared cache, over fixed windows. An address or prefix past its
+# bound is answered 429 until its window ends, whatever key it sends: guessing keys costs time.
+MES_API_KEY_FAILURES_PER_ADDRESS = env.int("MES_API_KEY_FAILURES_PER_ADDRESS", default=20)
+MES_API_KEY_FAILURES_PER_PREFIX = env.int("MES_API_KEY_FAILURES_PER_PREFIX", default=20)
+MES_API_KEY_FAILURE_WINDOW_SECONDS = env.int("MES_API_KEY_FAILURE_WINDOW_SECONDS", default=60)
+# Peers whose X-Forwarded-For names the client (the strangler proxy, a load balancer): the client
+# address is the right-most hop that is not one of them. Anyone else's X-Forwarded-For is ignored.
+LEGACY_TRUSTED_PROXIES = env.list("LEGACY_TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 
 CELERY_BEAT_SCHEDULE = (
     {

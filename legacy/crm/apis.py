@@ -2,7 +2,7 @@
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
@@ -13,8 +13,10 @@ from rest_framework.views import APIView
 from legacy.crm import selectors
 from legacy.crm.models import Note
 from legacy.crm.services import note_add, order_cancel, order_confirm
+from legacy.json_fields import JsonCharField
 from legacy.shop.models import Customer, Order, OrderStatus
 from legacy.shop.serializers import OrderLineSerializer, OrderStatusChangeSerializer
+from ops.openapi import error_response
 
 
 class StaffApi(APIView):
@@ -51,6 +53,8 @@ class StaffOrderSerializer(serializers.ModelSerializer):
 
 
 class NoteSerializer(serializers.ModelSerializer):
+    text = JsonCharField()
+
     class Meta:
         model = Note
         fields = ["id", "author", "text", "order", "created_at"]
@@ -58,7 +62,7 @@ class NoteSerializer(serializers.ModelSerializer):
 
 
 class CancelSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=300)
+    reason = JsonCharField(max_length=300)
 
 
 class CustomerListApi(StaffApi, generics.ListAPIView):
@@ -71,14 +75,22 @@ class CustomerDetailApi(StaffApi, generics.RetrieveAPIView):
     queryset = Customer.objects.all()
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=OrderStatus.values, description="only orders in this status")
+        ]
+    )
+)
 class OrderListApi(StaffApi, generics.ListAPIView):
     serializer_class = StaffOrderSerializer
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         wanted = self.request.query_params.get("status")
-        if wanted and wanted not in OrderStatus.values:
+        # An empty ?status= is refused as well: read as "any status", it would hide a client's bug.
+        if wanted is not None and wanted not in OrderStatus.values:
             raise serializers.ValidationError({"status": [f"Choose one of {', '.join(OrderStatus.values)}."]})
-        return selectors.order_list(status=wanted)
+        return selectors.order_list(status=wanted or None)
 
 
 class OrderDetailApi(StaffApi, generics.RetrieveAPIView):
@@ -87,7 +99,13 @@ class OrderDetailApi(StaffApi, generics.RetrieveAPIView):
 
 
 class OrderConfirmApi(StaffApi):
-    @extend_schema(request=None, responses=StaffOrderSerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: StaffOrderSerializer,
+            422: error_response("Only a placed order can be confirmed (invalid_transition)."),
+        },
+    )
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(Order, pk=pk)
         order_confirm(order_id=pk, actor=request.user.get_username(), at=timezone.now())
@@ -95,7 +113,13 @@ class OrderConfirmApi(StaffApi):
 
 
 class OrderCancelApi(StaffApi):
-    @extend_schema(request=CancelSerializer, responses=StaffOrderSerializer)
+    @extend_schema(
+        request=CancelSerializer,
+        responses={
+            200: StaffOrderSerializer,
+            422: error_response("An order sent to the MES cannot be cancelled (invalid_transition)."),
+        },
+    )
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(Order, pk=pk)
         serializer = CancelSerializer(data=request.data)
@@ -118,7 +142,10 @@ class OrderNotesApi(StaffApi):
         order = get_object_or_404(Order, pk=pk)
         return Response({"results": NoteSerializer(order.notes.all(), many=True).data})
 
-    @extend_schema(request=NoteSerializer, responses={201: NoteSerializer})
+    @extend_schema(
+        request=NoteSerializer,
+        responses={201: NoteSerializer, 422: error_response("A note needs text (empty_note).")},
+    )
     def post(self, request: Request, pk: int) -> Response:
         order = get_object_or_404(Order, pk=pk)
         serializer = NoteSerializer(data=request.data)

@@ -5,11 +5,11 @@ from datetime import datetime
 import structlog
 from django.db import transaction
 
+from legacy.crm.exceptions import EmptyNote, InvalidTransition, OrderNotFound
 from legacy.crm.models import Note
 from legacy.mes.models import ProductionStatus
 from legacy.shop.models import Customer, Order, OrderStatus
 from legacy.shop.services import order_status_record
-from ops.errors import DomainError
 
 logger = structlog.get_logger(__name__)
 
@@ -17,7 +17,7 @@ logger = structlog.get_logger(__name__)
 def _locked_order(order_id: int) -> Order:
     order = Order.objects.select_for_update().filter(id=order_id).first()
     if order is None:
-        raise DomainError(f"Order {order_id} does not exist.", code="not_found")
+        raise OrderNotFound(order_id=order_id)
     return order
 
 
@@ -27,10 +27,7 @@ def order_confirm(*, order_id: int, actor: str, at: datetime) -> Order:
     if order.status == OrderStatus.CONFIRMED:
         return order
     if order.status != OrderStatus.PLACED:
-        raise DomainError(
-            f"Order {order_id} is {order.status}; only a placed order can be confirmed.",
-            code="invalid_transition",
-        )
+        raise InvalidTransition(f"Order {order_id} is {order.status}; only a placed order can be confirmed.")
     order_status_record(order=order, status=OrderStatus.CONFIRMED, at=at, actor=actor)
     logger.info("order.confirmed", order_id=order.id, actor=actor)
     return order
@@ -42,9 +39,7 @@ def order_cancel(*, order_id: int, actor: str, reason: str, at: datetime) -> Ord
     if order.status == OrderStatus.CANCELLED:
         return order
     if order.status not in (OrderStatus.PLACED, OrderStatus.CONFIRMED) or order.sent_to_mes_at:
-        raise DomainError(
-            f"Order {order_id} is already in production and cannot be cancelled.", code="invalid_transition"
-        )
+        raise InvalidTransition(f"Order {order_id} is already in production and cannot be cancelled.")
     order_status_record(order=order, status=OrderStatus.CANCELLED, at=at, actor=actor, note=reason)
     logger.info("order.cancelled", order_id=order.id, actor=actor)
     return order
@@ -52,7 +47,7 @@ def order_cancel(*, order_id: int, actor: str, reason: str, at: datetime) -> Ord
 
 def note_add(*, customer: Customer, order: Order | None, author: str, text: str) -> Note:
     if not text.strip():
-        raise DomainError("A note needs text.", code="empty_note")
+        raise EmptyNote()
     return Note.objects.create(customer=customer, order=order, author=author, text=text.strip())
 
 

@@ -1,17 +1,17 @@
 """The MES's external API: quotes and production orders behind one API key (the boundary problem)."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from legacy.json_fields import JsonCharField, JsonIntegerField
 from legacy.mes.authentication import ApiKeyAuthentication, ApiKeyRateThrottle, HasApiKey
 from legacy.mes.models import ProductionOrder, ProductionStage
-from legacy.mes.services import quote_calculate
-from legacy.shop.models import Product
-from legacy.shop.serializers import JsonIntegerField
+from legacy.mes.services import quote_for_sku
+from ops.openapi import error_response
 
 
 class ExternalApi(APIView):
@@ -21,10 +21,10 @@ class ExternalApi(APIView):
 
 
 class QuoteRequestSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=32)
+    sku = JsonCharField(max_length=32)
     quantity = JsonIntegerField(min_value=1, max_value=10_000)
     options = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list, max_length=20
+        child=JsonCharField(max_length=32), required=False, default=list, max_length=20
     )
 
 
@@ -49,19 +49,23 @@ class QuoteSerializer(serializers.Serializer):
 
 
 class QuoteApi(ExternalApi):
-    @extend_schema(request=QuoteRequestSerializer, responses=QuoteSerializer)
+    @extend_schema(
+        request=QuoteRequestSerializer,
+        responses={
+            200: QuoteSerializer,
+            422: error_response(
+                "No quote: an unknown product, an unknown or duplicate option, or no active pricing "
+                "rule (unknown_product, unknown_option, duplicate_option, pricing_unavailable)."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = QuoteRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        product = (
-            Product.objects.filter(sku=data["sku"], active=True)
-            .prefetch_related("materials__material", "options__extra_material")
-            .first()
+        product, breakdown = quote_for_sku(
+            sku=data["sku"], option_codes=data["options"], quantity=data["quantity"]
         )
-        if product is None:
-            raise serializers.ValidationError({"sku": [f"Unknown product {data['sku']}."]})
-        breakdown = quote_calculate(product=product, option_codes=data["options"], quantity=data["quantity"])
         return Response(
             {
                 "sku": product.sku,
@@ -104,6 +108,17 @@ class ProductionOrderSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "order_id",
+                {"type": "integer", "minimum": 0},
+                description="only the production order of this shop order",
+            )
+        ]
+    )
+)
 class ProductionOrderListApi(ExternalApi, generics.ListAPIView):
     serializer_class = ProductionOrderSerializer
 

@@ -1,4 +1,5 @@
-"""External MES API credentials: "X-API-Key: <key>", stored hashed; throttled per key."""
+"""External MES API credentials: "X-API-Key: <key>", stored hashed; throttled per key, and failed
+attempts throttled per client address and key prefix (see legacy.mes.key_attempts)."""
 
 from typing import Any
 
@@ -6,6 +7,13 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
+from legacy.mes.key_attempts import (
+    FailureBounds,
+    KeyAttempt,
+    client_address,
+    key_attempt_failed,
+    key_attempt_wait_seconds,
+)
 from legacy.mes.models import ApiKey, hash_api_key
 
 
@@ -16,8 +24,23 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = request.headers.get(self.header)
         if raw is None:
             return None
+        attempt = KeyAttempt.of(
+            address=client_address(
+                peer=request.META.get("REMOTE_ADDR", ""),
+                forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR"),
+            ),
+            raw_key=raw,
+        )
+        bounds = FailureBounds.from_settings()
+        # Checked before the key, so that past the bound even the right key tells a guesser nothing.
+        wait = key_attempt_wait_seconds(attempt=attempt, bounds=bounds)
+        if wait:
+            raise exceptions.Throttled(
+                wait=wait, detail="Too many wrong API keys from this address or with this key prefix."
+            )
         key = ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
         if key is None:
+            key_attempt_failed(attempt=attempt, bounds=bounds)
             raise exceptions.AuthenticationFailed("The API key is not valid.")
         if not key.active:
             raise exceptions.PermissionDenied("The API key has been revoked.")

@@ -30,6 +30,10 @@ class QuantityDiscount(models.Model):
         constraints = [models.UniqueConstraint(fields=["rule", "min_quantity"], name="discount_tier_once")]
 
 
+# The first characters of a key, stored in clear so that a key can be told apart in lists and logs.
+API_KEY_PREFIX_LENGTH = 8
+
+
 def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 

@@ -1,29 +1,66 @@
 """MES writes and quotes: pricing a product from the database rules, production orders and stages."""
 
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from django.db import IntegrityError, transaction
 
+from legacy.mes.exceptions import (
+    ApiKeyNameTaken,
+    DuplicateOption,
+    InvalidQuantity,
+    PricingUnavailable,
+    ProductNotOffered,
+    UnknownOption,
+)
 from legacy.mes.models import (
+    API_KEY_PREFIX_LENGTH,
     STAGE_SEQUENCE,
+    ApiKey,
     PricingRule,
     ProductionOrder,
     ProductionStage,
     ProductionStatus,
+    hash_api_key,
 )
 from legacy.mes.pricing import MaterialUse, OptionCost, PriceBreakdown, Rule, price_calculate
 from legacy.shop.models import Product
-from ops.errors import DomainError
 
 logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    """A key as issued: `raw` is shown to its holder once and never stored."""
+
+    name: str
+    raw: str
+
+
+def api_key_issue(*, name: str, replace: bool = False) -> IssuedApiKey:
+    """Issues a new MES API key under `name`; only its hash is stored. With `replace`, a key of
+    that name is replaced (the old one stops working); without, an existing name is refused."""
+    raw = secrets.token_urlsafe(32)
+    fields = {"prefix": raw[:API_KEY_PREFIX_LENGTH], "key_hash": hash_api_key(raw), "active": True}
+    if replace:
+        ApiKey.objects.update_or_create(name=name, defaults=fields)
+    else:
+        try:
+            with transaction.atomic():
+                ApiKey.objects.create(name=name, **fields)
+        except IntegrityError as exc:  # the name is unique (key hashes do not collide)
+            raise ApiKeyNameTaken(name=name) from exc
+    logger.info("mes.api_key_issued", name=name, prefix=fields["prefix"], replaced=replace)
+    return IssuedApiKey(name=name, raw=raw)
 
 
 def active_rule() -> Rule:
     rule = PricingRule.objects.filter(active=True).order_by("-created_at", "-id").first()
     if rule is None:
-        raise DomainError("No active pricing rule is configured.", code="pricing_unavailable")
+        raise PricingUnavailable()
     return Rule(
         labour_rate_per_hour=rule.labour_rate_per_hour,
         overhead_percent=rule.overhead_percent,
@@ -37,17 +74,13 @@ def quote_calculate(
 ) -> PriceBreakdown:
     """Prices `quantity` of `product` with the chosen options; unknown options are refused."""
     if quantity <= 0:
-        raise DomainError("Quantity must be at least 1.", code="invalid_quantity")
+        raise InvalidQuantity(quantity=quantity)
     if len(set(option_codes)) != len(option_codes):
-        raise DomainError("An option is chosen twice.", code="duplicate_option")
+        raise DuplicateOption()
     known = {option.code: option for option in product.options.all()}
     unknown = sorted(set(option_codes) - known.keys())
     if unknown:
-        raise DomainError(
-            f"Product {product.sku} has no option {', '.join(unknown)}.",
-            code="unknown_option",
-            details={"unknown": unknown, "available": sorted(known)},
-        )
+        raise UnknownOption(sku=product.sku, unknown=unknown, available=sorted(known))
     materials = tuple(
         MaterialUse(unit_cost=use.material.unit_cost, quantity=use.quantity)
         for use in product.materials.all()
@@ -71,6 +104,18 @@ def quote_calculate(
         quantity=quantity,
         rule=rule or active_rule(),
     )
+
+
+def quote_for_sku(*, sku: str, option_codes: Sequence[str], quantity: int) -> tuple[Product, PriceBreakdown]:
+    """The active product with this SKU and its price (see quote_calculate)."""
+    product = (
+        Product.objects.filter(sku=sku, active=True)
+        .prefetch_related("materials__material", "options__extra_material")
+        .first()
+    )
+    if product is None:
+        raise ProductNotOffered(sku=sku)
+    return product, quote_calculate(product=product, option_codes=option_codes, quantity=quantity)
 
 
 def production_order_create(

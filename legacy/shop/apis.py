@@ -12,6 +12,7 @@ from legacy.shop import selectors
 from legacy.shop.authentication import CustomerTokenAuthentication, IsCustomer
 from legacy.shop.serializers import OrderPlaceSerializer, OrderSerializer, ProductSerializer
 from legacy.shop.services import OrderLineRequest, order_place
+from ops.openapi import error_response
 
 
 class ProductListApi(generics.ListAPIView):
@@ -39,7 +40,17 @@ class OrderListCreateApi(CustomerApi):
         orders = selectors.order_list_for(customer=request.user)[:50]
         return Response({"results": OrderSerializer(orders, many=True).data})
 
-    @extend_schema(request=OrderPlaceSerializer, responses={201: OrderSerializer})
+    @extend_schema(
+        request=OrderPlaceSerializer,
+        responses={
+            201: OrderSerializer,
+            422: error_response(
+                "The order is refused and nothing was stored: an unknown product or option, a "
+                "duplicate option, or no active pricing rule (unknown_product, unknown_option, "
+                "duplicate_option, invalid_quantity, pricing_unavailable)."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = OrderPlaceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -1,9 +1,8 @@
 """Shop API shapes: products, order requests and orders."""
 
-from typing import Any
-
 from rest_framework import serializers
 
+from legacy.json_fields import JsonCharField, JsonIntegerField
 from legacy.shop.models import Order, OrderLine, OrderStatusChange, Product, ProductOption
 
 
@@ -21,26 +20,20 @@ class ProductSerializer(serializers.ModelSerializer):
         fields = ["sku", "name", "description", "options"]
 
 
-class JsonIntegerField(serializers.IntegerField):
-    """An integer that arrives as a JSON integer: DRF's IntegerField also takes "3", "3.0" and 3.0,
-    so a client sending the wrong type would never learn of it."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class OrderLineRequestSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=32)
+    sku = JsonCharField(max_length=32)
     quantity = JsonIntegerField(min_value=1, max_value=10_000)
     options = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list, max_length=20
+        child=JsonCharField(max_length=32), required=False, default=list, max_length=20
     )
 
 
 class OrderPlaceSerializer(serializers.Serializer):
-    lines = OrderLineRequestSerializer(many=True, allow_empty=False, max_length=50)
+    # A ListField rather than many=True: the schema then says minItems/maxItems, which the
+    # request obeys (drf-spectacular documents neither for a list serializer).
+    lines = serializers.ListField(
+        child=OrderLineRequestSerializer(), allow_empty=False, min_length=1, max_length=50
+    )
 
 
 class OrderLineSerializer(serializers.ModelSerializer):

@@ -6,9 +6,18 @@ from datetime import datetime
 import structlog
 from django.db import transaction
 
+from legacy.mes.exceptions import PricingRefused
 from legacy.mes.services import active_rule, quote_calculate
-from legacy.shop.models import Customer, Order, OrderLine, OrderStatus, OrderStatusChange, Product
-from ops.errors import DomainError
+from legacy.shop.exceptions import EmptyOrder, OrderLineRefused, TooManyLines, UnknownProduct
+from legacy.shop.models import (
+    Customer,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderStatusChange,
+    Product,
+    new_customer_token,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -27,6 +36,18 @@ def customer_get_or_create(*, email: str, name: str) -> Customer:
     return customer
 
 
+@transaction.atomic
+def customer_credential_ensure(*, email: str, name: str, rotate: bool = False) -> tuple[Customer, bool]:
+    """The customer with this email, created if new, and whether it was; with `rotate`, their API
+    token is replaced (the old one stops working)."""
+    customer, created = Customer.objects.get_or_create(email=email.lower(), defaults={"name": name})
+    if rotate and not created:
+        customer.api_token = new_customer_token()
+        customer.save(update_fields=["api_token"])
+    logger.info("customer.credential_issued", customer_id=customer.id, created=created, rotated=rotate)
+    return customer, created
+
+
 def order_status_record(*, order: Order, status: str, at: datetime, actor: str, note: str = "") -> None:
     order.status = status
     order.save(update_fields=["status", "updated_at"])
@@ -35,11 +56,14 @@ def order_status_record(*, order: Order, status: str, at: datetime, actor: str, 
 
 @transaction.atomic
 def order_place(*, customer: Customer, lines: list[OrderLineRequest], at: datetime) -> Order:
-    """Prices every line and stores the order with its first status; all or nothing."""
+    """Prices every line and stores the order with its first status; all or nothing.
+
+    Raises OrderRefused (a line naming an unknown product or option, too few or many lines) or
+    PricingUnavailable (no active pricing rule)."""
     if not lines:
-        raise DomainError("An order needs at least one line.", code="empty_order")
+        raise EmptyOrder()
     if len(lines) > MAX_LINES_PER_ORDER:
-        raise DomainError(f"An order has at most {MAX_LINES_PER_ORDER} lines.", code="too_many_lines")
+        raise TooManyLines(limit=MAX_LINES_PER_ORDER)
     skus = {line.sku for line in lines}
     products = {
         p.sku: p
@@ -49,11 +73,7 @@ def order_place(*, customer: Customer, lines: list[OrderLineRequest], at: dateti
     }
     unknown = sorted(skus - products.keys())
     if unknown:
-        raise DomainError(
-            f"Unknown or unavailable product: {', '.join(unknown)}.",
-            code="unknown_product",
-            details={"unknown": unknown},
-        )
+        raise UnknownProduct(skus=unknown)
     rule = active_rule()
     priced = []
     for index, line in enumerate(lines):
@@ -61,10 +81,8 @@ def order_place(*, customer: Customer, lines: list[OrderLineRequest], at: dateti
             breakdown = quote_calculate(
                 product=products[line.sku], option_codes=line.options, quantity=line.quantity, rule=rule
             )
-        except DomainError as exc:
-            raise DomainError(
-                f"Line {index + 1}: {exc.detail}", code=exc.error_code, details=exc.details
-            ) from exc
+        except PricingRefused as exc:
+            raise OrderLineRefused(line_number=index + 1, cause=exc) from exc
         priced.append((line, breakdown))
     order = Order.objects.create(
         customer=customer, total=sum(b.total for _, b in priced), status=OrderStatus.PLACED

@@ -6,10 +6,11 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
+from legacy.mes.exceptions import PricingUnavailable
 from legacy.shop import selectors
+from legacy.shop.exceptions import OrderRefused
 from legacy.shop.models import Order
 from legacy.shop.services import OrderLineRequest, guest_order_place
-from ops.errors import DomainError
 
 
 class OrderForm(forms.Form):
@@ -36,8 +37,8 @@ def order_form(request: HttpRequest) -> HttpResponse:
                 lines=[OrderLineRequest(sku=data["sku"], quantity=data["quantity"], options=options)],
                 at=timezone.now(),
             )
-        except DomainError as exc:
-            form.add_error(None, str(exc.detail))
+        except (OrderRefused, PricingUnavailable) as exc:
+            form.add_error(None, exc.message)
         else:
             return HttpResponseRedirect(reverse("shop-order-status", args=[order.public_id]))
     return render(request, "shop/order_form.html", {"form": form}, status=400 if form.errors else 200)

@@ -69,16 +69,43 @@ def world_create() -> World:
     )
 
 
+def api_key_failures_forget() -> None:
+    """Forgets the failed API-key attempts the monolith counted on the test databases, so that an
+    earlier module or run in the same window cannot make this module's wrong keys answer 429.
+
+    The monolith's cache keys start with its database's name (config/settings/caches.py), which
+    for the processes the tests start is the test database's.
+    """
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    stale = list(redis.scan_iter(f"{connection.settings_dict['NAME']}:*:mes-key-failures:*"))
+    if stale:
+        redis.delete(*stale)
+
+
 def shared_world(django_db_blocker: Any) -> Iterator[World]:
     """Builds and commits the world for a module's tests, and empties the test database after them."""
     name = connection.settings_dict["NAME"]
     assert name.startswith("test_"), f"refusing to write test data into {name}: mark the tests django_db"
+    api_key_failures_forget()
     with django_db_blocker.unblock():
         world = world_create()
     yield world
     with django_db_blocker.unblock():
         # Sequences keep counting: a session-wide event collector tells aggregates apart by id.
         connection.ops.execute_sql_flush(sql_flush(no_style(), connection, reset_sequences=False))
+
+
+def credentials_for(api: str, world: World) -> dict[str, str]:
+    """The headers of the world's credential for one API of the monolith: "shop", "crm" or "mes"."""
+    if api == "shop":
+        return {"Authorization": f"Bearer {world.customer.api_token}"}
+    if api == "crm":
+        return {"Authorization": f"Token {world.staff_token}"}
+    if api == "mes":
+        return {"X-API-Key": world.api_key}
+    raise ValueError(f"no API {api!r}")
 
 
 def row_counts() -> dict[str, int]:

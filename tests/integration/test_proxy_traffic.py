@@ -21,8 +21,8 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from legacy.load.credentials import STAFF_USERNAME
 from legacy.shop.models import Order, OrderStatus
+from legacy.traffic.credentials import STAFF_USERNAME
 from ops.process_group import (
     ManagedProcess,
     ProcessGroup,

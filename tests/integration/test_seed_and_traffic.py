@@ -17,10 +17,10 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
 from legacy.crm.models import Note
-from legacy.load.credentials import API_KEY_PREFIX, STAFF_USERNAME
 from legacy.mes.models import STAGE_SEQUENCE, ApiKey, ProductionOrder
 from legacy.mes.services import quote_calculate
 from legacy.shop.models import Customer, Order, OrderLine, OrderStatus, OrderStatusChange, Product
+from legacy.traffic.credentials import API_KEY_PREFIX, STAFF_USERNAME
 from ops.process_group import free_port, manage_command
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('crm', '0001_initial'),
+        ('legacy_crm', '0001_initial'),
     ]
 
     operations = [
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             options={
                 'db_table': 'crm_inbox',
                 'abstract': False,
-                'constraints': [models.UniqueConstraint(fields=('consumer', 'event_id'), name='crm_inboxentry_once')],
+                'constraints': [models.UniqueConstraint(fields=('consumer', 'event_id'), name='legacy_crm_inboxentry_once')],
             },
         ),
     ]

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from legacy.crm.exceptions import EmptyNote, InvalidTransition, OrderNotFound
 from legacy.crm.models import Note
 from legacy.crm.services import note_add, order_cancel, order_confirm, production_status_apply
 from legacy.shop.models import Order, OrderStatus, OrderStatusChange
 from legacy.shop.services import OrderLineRequest, order_place
-from ops.errors import DomainError
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,18 +51,18 @@ def test_confirm_twice_changes_nothing_the_second_time(order: Order) -> None:
 @pytest.mark.parametrize("status", [OrderStatus.CANCELLED, OrderStatus.IN_PRODUCTION, OrderStatus.DONE])
 def test_only_a_placed_order_can_be_confirmed(order: Order, status: str) -> None:
     set_status(order, status)
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(InvalidTransition) as refused:
         order_confirm(order_id=order.id, actor="alice", at=AT)
-    assert refused.value.error_code == "invalid_transition"
+    assert refused.value.code == "invalid_transition"
     order.refresh_from_db()
     assert order.status == status
     assert history(order) == ["placed"]
 
 
 def test_confirm_of_a_missing_order_is_refused() -> None:
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(OrderNotFound) as refused:
         order_confirm(order_id=999_999, actor="alice", at=AT)
-    assert refused.value.error_code == "not_found"
+    assert refused.value.code == "not_found"
 
 
 @pytest.mark.parametrize("status", [OrderStatus.PLACED, OrderStatus.CONFIRMED])
@@ -77,9 +77,9 @@ def test_an_order_not_yet_sent_to_the_mes_can_be_cancelled_with_a_reason(order: 
 @pytest.mark.parametrize("status", [OrderStatus.CONFIRMED, OrderStatus.IN_PRODUCTION, OrderStatus.DONE])
 def test_an_order_sent_to_the_mes_cannot_be_cancelled(order: Order, status: str) -> None:
     set_status(order, status, sent=True)
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(InvalidTransition) as refused:
         order_cancel(order_id=order.id, actor="alice", reason="too late", at=AT)
-    assert refused.value.error_code == "invalid_transition"
+    assert refused.value.code == "invalid_transition"
     order.refresh_from_db()
     assert order.status == status
 
@@ -129,9 +129,9 @@ def test_a_reply_for_an_unknown_order_is_ignored() -> None:
 
 
 def test_note_needs_text(order: Order) -> None:
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(EmptyNote) as refused:
         note_add(customer=order.customer, order=order, author="alice", text="   ")
-    assert refused.value.error_code == "empty_note"
+    assert refused.value.code == "empty_note"
     note = note_add(customer=order.customer, order=order, author="alice", text="  call back  ")
     assert note.text == "call back"
     assert Note.objects.count() == 1

@@ -63,7 +63,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('cutting', 'Cutting'), ('assembly', 'Assembly'), ('quality_check', 'Quality Check'), ('done', 'Done')], max_length=16)),
                 ('at', models.DateTimeField()),
-                ('production_order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stages', to='mes.productionorder')),
+                ('production_order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stages', to='legacy_mes.productionorder')),
             ],
             options={
                 'db_table': 'mes_production_stage',
@@ -77,7 +77,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('min_quantity', models.PositiveIntegerField()),
                 ('percent', models.DecimalField(decimal_places=2, max_digits=5)),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='discounts', to='mes.pricingrule')),
+                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='discounts', to='legacy_mes.pricingrule')),
             ],
             options={
                 'db_table': 'mes_quantity_discount',

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from legacy.mes.exceptions import PricingRefused, PricingUnavailable, ProductNotOffered, UnknownOption
 from legacy.mes.models import PricingRule, ProductionStage
-from legacy.mes.services import production_advance, production_order_create, quote_calculate
-from ops.errors import DomainError
+from legacy.mes.services import production_advance, production_order_create, quote_calculate, quote_for_sku
 from tests.factories import PricingRuleFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -46,26 +46,26 @@ def test_quote_uses_the_newest_active_rule() -> None:
 )
 def test_quote_refuses_bad_requests_with_a_domain_error(options: list[str], quantity: int, code: str) -> None:
     PricingRuleFactory()
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(PricingRefused) as refused:
         quote_calculate(product=ProductFactory(), option_codes=options, quantity=quantity)
-    assert refused.value.error_code == code
+    assert refused.value.code == code
 
 
 def test_unknown_option_error_names_the_options_available() -> None:
     PricingRuleFactory()
     product = ProductFactory()
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(UnknownOption) as refused:
         quote_calculate(product=product, option_codes=["gold-leaf"], quantity=1)
-    assert "gold-leaf" in str(refused.value.detail)
+    assert "gold-leaf" in refused.value.message
     assert refused.value.details == {"unknown": ["gold-leaf"], "available": ["lacquer"]}
 
 
 def test_quote_without_an_active_rule_is_refused() -> None:
     PricingRuleFactory(active=False)
     assert PricingRule.objects.filter(active=True).count() == 0
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(PricingUnavailable) as refused:
         quote_calculate(product=ProductFactory(), option_codes=[], quantity=1)
-    assert refused.value.error_code == "pricing_unavailable"
+    assert refused.value.code == "pricing_unavailable"
 
 
 def test_a_repeated_production_request_returns_the_first_production_order() -> None:
@@ -88,3 +88,12 @@ def test_production_advances_stage_by_stage_and_stops_at_done() -> None:
         ProductionStage.objects.filter(production_order=production).values_list("status", flat=True)
     )
     assert stages == ["queued", "cutting", "assembly", "quality_check", "done"]
+
+
+def test_a_quote_for_a_sku_no_active_product_has_is_refused() -> None:
+    PricingRuleFactory()
+    retired = ProductFactory(active=False)
+    for sku in ("NO-SUCH-SKU", retired.sku):
+        with pytest.raises(ProductNotOffered) as refused:
+            quote_for_sku(sku=sku, option_codes=[], quantity=1)
+        assert (refused.value.code, refused.value.details) == ("unknown_product", {"unknown": [sku]})

@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('sent_to_mes_at', models.DateTimeField(blank=True, null=True)),
                 ('production_stage', models.CharField(blank=True, default='', max_length=16)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='shop.customer')),
+                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='legacy_shop.customer')),
             ],
             options={
                 'db_table': 'shop_order',
@@ -84,7 +84,7 @@ class Migration(migrations.Migration):
                 ('note', models.CharField(blank=True, default='', max_length=300)),
                 ('actor', models.CharField(default='system', max_length=64)),
                 ('at', models.DateTimeField()),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='history', to='shop.order')),
+                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='history', to='legacy_shop.order')),
             ],
             options={
                 'db_table': 'shop_order_status_history',
@@ -99,8 +99,8 @@ class Migration(migrations.Migration):
                 ('options', models.JSONField(default=list)),
                 ('unit_price', models.DecimalField(decimal_places=2, max_digits=14)),
                 ('line_total', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='shop.order')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='shop.product')),
+                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='legacy_shop.order')),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='legacy_shop.product')),
             ],
             options={
                 'db_table': 'shop_order_line',
@@ -112,8 +112,8 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('quantity', models.DecimalField(decimal_places=4, max_digits=12)),
-                ('material', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='shop.material')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='materials', to='shop.product')),
+                ('material', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='legacy_shop.material')),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='materials', to='legacy_shop.product')),
             ],
             options={
                 'db_table': 'shop_product_material',
@@ -127,8 +127,8 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=120)),
                 ('extra_material_quantity', models.DecimalField(decimal_places=4, default=0, max_digits=12)),
                 ('extra_labour_minutes', models.PositiveIntegerField(default=0)),
-                ('extra_material', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='shop.material')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='options', to='shop.product')),
+                ('extra_material', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='legacy_shop.material')),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='options', to='legacy_shop.product')),
             ],
             options={
                 'db_table': 'shop_product_option',

@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
+from legacy.mes.exceptions import PricingUnavailable
+from legacy.shop.exceptions import OrderLineRefused, OrderRefused, UnknownProduct
 from legacy.shop.models import Customer, Order, OrderLine, OrderStatusChange
 from legacy.shop.services import MAX_LINES_PER_ORDER, OrderLineRequest, guest_order_place, order_place
-from ops.errors import DomainError
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,20 +82,20 @@ def test_one_bad_line_refuses_the_whole_order(bad_line: OrderLineRequest, error_
         sku=bad_line.sku.format(sku=product.sku), quantity=bad_line.quantity, options=bad_line.options
     )
     before = row_counts()
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(OrderRefused) as refused:
         order_place(
             customer=customer,
             lines=[OrderLineRequest(sku=product.sku, quantity=1), bad_line],
             at=AT,
         )
-    assert refused.value.error_code == error_code
+    assert refused.value.code == error_code
     assert row_counts() == before
 
 
 def test_a_bad_line_is_named_by_its_position() -> None:
     PricingRuleFactory()
     product = ProductFactory()
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(OrderLineRefused) as refused:
         order_place(
             customer=CustomerFactory(),
             lines=[
@@ -103,16 +104,16 @@ def test_a_bad_line_is_named_by_its_position() -> None:
             ],
             at=AT,
         )
-    assert str(refused.value.detail).startswith("Line 2: ")
-    assert "gold-leaf" in str(refused.value.detail)
+    assert refused.value.message.startswith("Line 2: ")
+    assert "gold-leaf" in refused.value.message
 
 
 def test_inactive_product_cannot_be_ordered() -> None:
     PricingRuleFactory()
     product = ProductFactory(active=False)
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(UnknownProduct) as refused:
         order_place(customer=CustomerFactory(), lines=[OrderLineRequest(sku=product.sku, quantity=1)], at=AT)
-    assert refused.value.error_code == "unknown_product"
+    assert refused.value.code == "unknown_product"
     assert refused.value.details == {"unknown": [product.sku]}
 
 
@@ -122,28 +123,28 @@ def test_inactive_product_cannot_be_ordered() -> None:
 def test_order_line_count_is_bounded(count: int, error_code: str) -> None:
     PricingRuleFactory()
     product = ProductFactory()
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(OrderRefused) as refused:
         order_place(
             customer=CustomerFactory(),
             lines=[OrderLineRequest(sku=product.sku, quantity=1)] * count,
             at=AT,
         )
-    assert refused.value.error_code == error_code
+    assert refused.value.code == error_code
     assert Order.objects.count() == 0
 
 
 def test_order_without_an_active_pricing_rule_is_refused() -> None:
     product = ProductFactory()
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(PricingUnavailable) as refused:
         order_place(customer=CustomerFactory(), lines=[OrderLineRequest(sku=product.sku, quantity=1)], at=AT)
-    assert refused.value.error_code == "pricing_unavailable"
+    assert refused.value.code == "pricing_unavailable"
     assert Order.objects.count() == 0
 
 
 def test_guest_order_refused_leaves_no_new_customer_behind() -> None:
     PricingRuleFactory()
     before = row_counts()
-    with pytest.raises(DomainError):
+    with pytest.raises(UnknownProduct):
         guest_order_place(
             email="new@example.test", name="New", lines=[OrderLineRequest(sku="NO-SUCH", quantity=1)], at=AT
         )

@@ -5,10 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from legacy.load.credentials import NoTrafficData
-from legacy.load.report import summary_table
-from legacy.load.scenarios import DEFAULT_MIX, parse_mix
-from legacy.load.services import TrafficPlan, traffic_generate
+from legacy.traffic.credentials import NoTrafficData
+from legacy.traffic.report import summary_table
+from legacy.traffic.scenarios import DEFAULT_MIX, parse_mix
+from legacy.traffic.services import TrafficPlan, traffic_generate
 
 
 class Command(BaseCommand):

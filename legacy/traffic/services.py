@@ -9,16 +9,16 @@ from dataclasses import dataclass
 import structlog
 from django.conf import settings
 
-from legacy.load.credentials import (
+from legacy.traffic.credentials import (
     traffic_api_keys_issue,
     traffic_api_keys_revoke,
     traffic_data_load,
     traffic_staff_token_ensure,
 )
-from legacy.load.pacing import keys_needed, rate_per_second
-from legacy.load.runner import TrafficRunner
-from legacy.load.scenarios import DEFAULT_MIX, Scenario
-from legacy.load.stats import TrafficSummary
+from legacy.traffic.pacing import keys_needed, rate_per_second
+from legacy.traffic.runner import TrafficRunner
+from legacy.traffic.scenarios import DEFAULT_MIX, Scenario
+from legacy.traffic.stats import TrafficSummary
 
 logger = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from legacy.load.stats import TrafficSummary
+from legacy.traffic.stats import TrafficSummary
 
 
 def summary_table(summary: TrafficSummary, *, width: int = 120) -> str:

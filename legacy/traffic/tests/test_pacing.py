@@ -2,7 +2,7 @@
 
 import pytest
 
-from legacy.load.pacing import arrival_offsets, keys_needed, rate_per_second
+from legacy.traffic.pacing import arrival_offsets, keys_needed, rate_per_second
 
 
 def test_schedule_sends_rate_times_duration_requests_evenly() -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from legacy.load.stats import TrafficSummary, percentile
+from legacy.traffic.stats import TrafficSummary, percentile
 
 
 def test_percentile_is_nearest_rank() -> None:

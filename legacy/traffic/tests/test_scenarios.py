@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from legacy.load.scenarios import PlannedRequest, ProductChoice, Scenario, TrafficData, parse_mix
+from legacy.traffic.scenarios import PlannedRequest, ProductChoice, Scenario, TrafficData, parse_mix
 
 
 def data(**overrides: object) -> TrafficData:

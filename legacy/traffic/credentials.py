@@ -7,17 +7,16 @@ user and its DRF token are created on first use, and MES API keys are issued fre
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
 import structlog
-from django.contrib.auth import get_user_model
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
-from legacy.load.scenarios import ProductChoice, TrafficData
-from legacy.mes.models import ApiKey, ProductionOrder, hash_api_key
+from legacy.crm.staff import staff_token_ensure
+from legacy.mes.models import ApiKey, ProductionOrder
+from legacy.mes.services import api_key_issue
 from legacy.shop.models import Customer, Order, OrderStatus, Product
+from legacy.traffic.scenarios import ProductChoice, TrafficData
 
 logger = structlog.get_logger(__name__)
 
@@ -32,32 +31,16 @@ class NoTrafficData(Exception):
 
 def traffic_staff_token_ensure(*, username: str = STAFF_USERNAME) -> str:
     """The generator's staff user (created once, no password) and its DRF token."""
-    user, created = get_user_model().objects.get_or_create(
-        username=username, defaults={"is_staff": True, "is_active": True}
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-        logger.info("traffic.staff_user_created", username=username)
-    elif not user.is_staff or not user.is_active:
-        user.is_staff = user.is_active = True
-        user.save(update_fields=["is_staff", "is_active"])
-    return Token.objects.get_or_create(user=user)[0].key
+    return staff_token_ensure(username=username).token
 
 
 @transaction.atomic
 def traffic_api_keys_issue(*, count: int) -> tuple[list[str], list[str]]:
     """Issues `count` new MES API keys for one run; returns (names, raw keys)."""
     run = uuid.uuid4().hex[:8]
-    names, raw_keys = [], []
-    for index in range(count):
-        raw = secrets.token_urlsafe(32)
-        name = f"{API_KEY_PREFIX}{run}-{index}"
-        ApiKey.objects.create(name=name, prefix=raw[:8], key_hash=hash_api_key(raw))
-        names.append(name)
-        raw_keys.append(raw)
+    issued = [api_key_issue(name=f"{API_KEY_PREFIX}{run}-{index}") for index in range(count)]
     logger.info("traffic.api_keys_issued", count=count, run=run)
-    return names, raw_keys
+    return [key.name for key in issued], [key.raw for key in issued]
 
 
 def traffic_api_keys_revoke(*, names: list[str]) -> int:

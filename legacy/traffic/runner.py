@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from legacy.load.pacing import arrival_offsets
-from legacy.load.scenarios import PlannedRequest
-from legacy.load.stats import TrafficSummary
+from legacy.traffic.pacing import arrival_offsets
+from legacy.traffic.scenarios import PlannedRequest
+from legacy.traffic.stats import TrafficSummary
 
 
 class TrafficRunner:
