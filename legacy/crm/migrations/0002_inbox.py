@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='InboxEntry',
+            name='CrmInboxEntry',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('consumer', models.CharField(max_length=100)),
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             options={
                 'db_table': 'crm_inbox',
                 'abstract': False,
-                'constraints': [models.UniqueConstraint(fields=('consumer', 'event_id'), name='legacy_crm_inboxentry_once')],
+                'constraints': [models.UniqueConstraint(fields=('consumer', 'event_id'), name='legacy_crm_crminboxentry_once')],
             },
         ),
     ]
