@@ -20,13 +20,13 @@ from typing import Any
 
 import requests
 
+from harness.waiting import wait_http_ok
 from ops.process_group import (
     ManagedProcess,
     ProcessGroup,
     free_port,
     manage_command,
     python_command,
-    wait_http_ok,
 )
 from strangler import services
 from strangler.plan import plan_parse

@@ -1,0 +1,26 @@
+"""Django set up for a script run as `python bench/<name>.py`: the settings module, the SERVICE it
+runs as and the databases it may touch are fixed before `django.setup()` reads them."""
+
+from __future__ import annotations
+
+import os
+
+import django
+
+
+def bench_database_prefix(benchmark: str) -> str:
+    """`<DB_NAME_PREFIX>bench_<benchmark>_`: each benchmark has databases of its own, apart from
+    the developer's (whatever DB_NAME_PREFIX says) and from every other benchmark's."""
+    return f"{os.environ.get('DB_NAME_PREFIX', '')}bench_{benchmark}_"
+
+
+def django_start(*, service: str, db_name_prefix: str, log_level: str = "WARNING") -> None:
+    """Sets up Django in this process as `service` on the databases named `<db_name_prefix>...`.
+
+    The prefix and SERVICE are set, not defaulted: a script that drops its databases at the end
+    must never run on the developer's, whatever the shell exports. Child processes inherit both."""
+    os.environ["DB_NAME_PREFIX"] = db_name_prefix
+    os.environ["SERVICE"] = service
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", log_level)
+    django.setup()
