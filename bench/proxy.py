@@ -4,7 +4,8 @@ backend (granian WSGI, seeded catalogue, GET /shop/api/products/).
 
 Throughput runs (wrk -c16) and latency runs (wrk -c1) are interleaved over three rounds and medians
 are quoted; the proxy's CPU time per 1,000 requests comes from /proc/<pid>/stat. Ends with one JSON
-line. Runs on its own databases (prefix "<DB_NAME_PREFIX>bench_"), so no developer data is touched.
+line. Runs on databases of its own (`<DB_NAME_PREFIX>bench_proxy_*`, created empty at the start and
+dropped at the end), so no developer data is touched and it runs after any other benchmark.
 """
 
 from __future__ import annotations
@@ -19,23 +20,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ["DB_NAME_PREFIX"] = os.environ.get("DB_NAME_PREFIX", "") + "bench_"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ["SERVICE"] = "legacy"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from harness.django_bootstrap import bench_database_prefix, django_start
 
-import django
-
-django.setup()
+BENCH_PREFIX = bench_database_prefix("proxy")
+django_start(service="legacy", db_name_prefix=BENCH_PREFIX)
 
 from decimal import Decimal  # noqa: E402
-from io import StringIO  # noqa: E402
 
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 
+from harness.own_databases import own_databases  # noqa: E402
+from harness.proxy_plan import plan_route, plan_slice, plan_text  # noqa: E402
+from harness.waiting import wait_http_ok  # noqa: E402
+from legacy.processes import legacy_process_commands  # noqa: E402
 from legacy.shop.models import Material, Product, ProductOption  # noqa: E402
 from ops.process_group import (  # noqa: E402
     PROJECT_ROOT,
@@ -43,9 +43,7 @@ from ops.process_group import (  # noqa: E402
     ProcessGroup,
     database_env,
     free_port,
-    legacy_process_commands,
     manage_command,
-    wait_http_ok,
 )
 from strangler import selectors, services  # noqa: E402
 from strangler.nginx_export import nginx_config_render  # noqa: E402
@@ -87,8 +85,6 @@ def ensure_tool(binary: str, package: str) -> str:
 
 def seed_catalogue() -> None:
     """50 active products with two options each: a page of the real catalogue API."""
-    if Product.objects.filter(sku__startswith="BENCH-").count() >= 50:
-        return
     material, _ = Material.objects.get_or_create(
         code="BENCH-MAT", defaults={"name": "Oak", "unit_cost": Decimal("9")}
     )
@@ -113,21 +109,14 @@ def seed_catalogue() -> None:
             )
 
 
-def plan_text(legacy_url: str) -> str:
+def bench_plan(legacy_url: str) -> str:
     # The catalogue slice is in canary at 100% with its "new" side on the same legacy process, so each
     # proxied request runs the full decision (route match, cohort hash) and still hits the same backend.
-    return f"""
-version: 1
-default_backend: legacy
-backends:
-  legacy: {{urls: ["{legacy_url}"]}}
-  shop: {{urls: ["{legacy_url}"]}}
-slices:
-  catalogue:
-    service: shop
-    routes:
-      - {{name: products, prefix: /shop/api/products/, methods: [GET, HEAD]}}
-"""
+    products = plan_route("products", "/shop/api/products/", methods=["GET", "HEAD"])
+    return plan_text(
+        backends={"legacy": legacy_url, "shop": legacy_url},
+        slices={"catalogue": plan_slice(service="shop", routes=[products])},
+    )
 
 
 def wrk(wrk_bin: str, url: str, *, connections: int, seconds: int) -> dict[str, float]:
@@ -184,8 +173,16 @@ def main() -> None:
     wrk_bin = ensure_tool("wrk", "wrk")
     nginx_bin = ensure_tool("nginx", "nginx")
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    progress("preparing databases " + os.environ["DB_NAME_PREFIX"] + "*")
-    call_command("db_setup", stdout=StringIO())
+    progress(f"preparing fresh databases {BENCH_PREFIX}* (dropped at the end)")
+    with own_databases(BENCH_PREFIX):
+        figures = measure(wrk_bin, nginx_bin)
+    figures["load_average_start_end"] = [load_at_start, round(os.getloadavg()[0], 2)]
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    report(figures)
+
+
+def measure(wrk_bin: str, nginx_bin: str) -> dict[str, Any]:
+    """Starts the legacy web process, the proxy and nginx, and measures the three in rounds."""
     seed_catalogue()
     env = {
         **database_env(settings.DATABASES),
@@ -201,12 +198,7 @@ def main() -> None:
         )
         legacy_url = f"http://127.0.0.1:{legacy_port}"
         wait_http_ok(f"{legacy_url}/healthz", seconds=30, process=legacy.popen)
-        from strangler.models import Slice
-
-        existing = Slice.objects.filter(name="catalogue").first()
-        if existing is not None and existing.phase != "legacy":  # left over from an earlier run
-            services.slice_rollback(name="catalogue", to_phase="legacy", who="bench", why="benchmark reset")
-        services.plan_apply(plan=plan_parse(plan_text(legacy_url)), who="bench")
+        services.plan_apply(plan=plan_parse(bench_plan(legacy_url)), who="bench")
         for _ in range(3):
             services.slice_promote(name="catalogue", who="bench", force=True, why="benchmark setup")
         services.slice_set_weight(name="catalogue", weight=Decimal("100"), who="bench")
@@ -278,7 +270,7 @@ def main() -> None:
     def median(values: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(v[key] for v in values), 3)
 
-    figures: dict[str, object] = {
+    figures: dict[str, Any] = {
         "benchmark": "proxy",
         "path": PATH,
         "connections": CONNECTIONS,
@@ -322,7 +314,6 @@ def main() -> None:
     figures["proxy_vs_nginx_paired_median"] = round(
         statistics.median(p["rps"] / n["rps"] for p, n in zip(runs["proxy"], runs["nginx"], strict=True)), 3
     )
-    figures["load_average_start_end"] = [load_at_start, round(os.getloadavg()[0], 2)]
     figures["proxy_added_p50_ms_paired_median"] = round(
         statistics.median(
             p["p50_ms"] - d["p50_ms"] for p, d in zip(latency["proxy"], latency["direct"], strict=True)
@@ -341,7 +332,11 @@ def main() -> None:
         "added_p50_lt_1ms": figures["proxy_added_p50_ms_paired_median"] < 1.0,  # type: ignore[operator]
         "added_p99_lt_5ms": figures["proxy_added_p99_ms_paired_median"] < 5.0,  # type: ignore[operator]
     }
-    figures["seconds"] = round(time.monotonic() - started, 1)
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    targets = ("direct", "proxy", "nginx")
     print(
         f"{'':10} {'req/s c16':>10} {'p50 c16':>9} {'p99 c16':>9} {'p50 c1':>8} {'p99 c1':>8} {'errors':>7}"
     )
