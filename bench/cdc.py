@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.django_bootstrap import bench_database_prefix, django_start
+from harness.django_bootstrap import bench_django_start
 
-BENCH_PREFIX = bench_database_prefix("cdc")
-django_start(service="legacy", db_name_prefix=BENCH_PREFIX)
+BENCH_PREFIX = bench_django_start("cdc")
 
 import psycopg  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402

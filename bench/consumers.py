@@ -22,11 +22,10 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-from harness.django_bootstrap import bench_database_prefix, django_start  # noqa: E402
+from harness.django_bootstrap import bench_django_start  # noqa: E402
 
-BENCH_PREFIX = bench_database_prefix("consumers")
 os.environ["CONSUMER_MODULES"] = "legacy.crm.consumers,bench.consumer_probe"
-django_start(service="legacy", db_name_prefix=BENCH_PREFIX)
+BENCH_PREFIX = bench_django_start("consumers")
 
 import amqp  # noqa: E402
 import kombu  # noqa: E402

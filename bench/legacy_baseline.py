@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -34,10 +33,9 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-from harness.django_bootstrap import bench_database_prefix, django_start  # noqa: E402
+from harness.django_bootstrap import bench_django_start  # noqa: E402
 
-BENCH_PREFIX = bench_database_prefix("baseline")
-django_start(service="legacy", db_name_prefix=BENCH_PREFIX)
+BENCH_PREFIX = bench_django_start("baseline")
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -45,7 +43,9 @@ from django.utils import timezone  # noqa: E402
 
 from harness.own_databases import own_databases  # noqa: E402
 from harness.percentiles import percentile  # noqa: E402
+from harness.process_cpu import process_group_cpu_seconds  # noqa: E402
 from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name  # noqa: E402
+from harness.system_tools import ToolMissing, tool_ensure  # noqa: E402
 from harness.waiting import wait_http_ok, wait_until  # noqa: E402
 from legacy.load.credentials import traffic_data_load, traffic_staff_token_ensure  # noqa: E402
 from legacy.load.runner import TrafficRunner  # noqa: E402
@@ -131,21 +131,11 @@ def orchestration_quiet(timeout: float = 90.0) -> None:
 def wrk_available() -> str | None:
     if os.environ.get("BENCH_LOAD_TOOL") == "generator":  # to compare, or where apt is not allowed
         return None
-    found = shutil.which("wrk")
-    if found or not shutil.which("apt-get"):
-        return found
-    say("wrk is missing: installing it with apt-get")
     try:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "wrk"],
-            check=True,
-            capture_output=True,
-            timeout=180,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        say(f"could not install wrk ({exc}); using the traffic generator in closed-loop mode")
-    return shutil.which("wrk")
+        return tool_ensure("wrk", package="wrk", say=say)
+    except ToolMissing as exc:
+        say(f"{exc}; using the traffic generator in closed-loop mode")
+        return None
 
 
 def lua_list(values: list[str]) -> str:
@@ -199,22 +189,6 @@ def wrk_scripts(data: TrafficData, scenario: Scenario) -> dict[str, str]:
     }
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system) of every live process in a process group, from /proc."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; fields[0] is the state
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def wrk_round(wrk: str, script: Path, base_url: str, seconds: int) -> dict[str, float]:
     result = subprocess.run(
         [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), base_url],
@@ -265,14 +239,14 @@ def customer_routes(base_url: str, data: TrafficData, web_pgid: int) -> tuple[st
             scripts[route].write_text(text)
 
         def one_round(route: str, seconds: int) -> dict[str, float]:
-            cpu_before = group_cpu_seconds(web_pgid)
+            cpu_before = process_group_cpu_seconds(web_pgid)
             if wrk:
                 figures = wrk_round(wrk, scripts[route], base_url, seconds)
             else:
                 figures = generator_round(route, scenario, base_url, seconds)
             # CPU per request of the web process: unlike req/s it holds when the cores are shared.
             figures["cpu_ms"] = (
-                (group_cpu_seconds(web_pgid) - cpu_before) * 1000 / max(figures["requests"], 1)
+                (process_group_cpu_seconds(web_pgid) - cpu_before) * 1000 / max(figures["requests"], 1)
             )
             return figures
 

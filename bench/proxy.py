@@ -3,7 +3,7 @@
 backend (granian WSGI, seeded catalogue, GET /shop/api/products/).
 
 Throughput runs (wrk -c16) and latency runs (wrk -c1) are interleaved over three rounds and medians
-are quoted; the proxy's CPU time per 1,000 requests comes from /proc/<pid>/stat. Ends with one JSON
+are quoted; the proxy's CPU time per 1,000 requests comes from /proc (harness.process_cpu). Ends with one JSON
 line. Runs on databases of its own (`<DB_NAME_PREFIX>bench_proxy_*`, created empty at the start and
 dropped at the end), so no developer data is touched and it runs after any other benchmark.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,17 +22,18 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.django_bootstrap import bench_database_prefix, django_start
+from harness.django_bootstrap import bench_django_start
 
-BENCH_PREFIX = bench_database_prefix("proxy")
-django_start(service="legacy", db_name_prefix=BENCH_PREFIX)
+BENCH_PREFIX = bench_django_start("proxy")
 
 from decimal import Decimal  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 
 from harness.own_databases import own_databases  # noqa: E402
+from harness.process_cpu import process_group_cpu_seconds  # noqa: E402
 from harness.proxy_plan import plan_route, plan_slice, plan_text  # noqa: E402
+from harness.system_tools import tool_ensure  # noqa: E402
 from harness.waiting import wait_http_ok  # noqa: E402
 from legacy.processes import legacy_process_commands  # noqa: E402
 from legacy.shop.models import Material, Product, ProductOption  # noqa: E402
@@ -58,29 +58,10 @@ THROUGHPUT_SECONDS = 2
 LATENCY_SECONDS = 2
 CONNECTIONS = 16
 LOG_DIR = PROJECT_ROOT / ".local" / "bench-logs"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def progress(message: str) -> None:
     print(f"[bench proxy] {message}", file=sys.stderr, flush=True)
-
-
-def ensure_tool(binary: str, package: str) -> str:
-    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
-    if not found:
-        progress(f"installing {package} (apt-get)")
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", package], check=False, capture_output=True, timeout=300
-        )
-        found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
-        if not found:
-            subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True, timeout=300)
-            subprocess.run(
-                ["apt-get", "install", "-y", "-q", package], check=True, capture_output=True, timeout=300
-            )
-            found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
-    assert found, f"{binary} is not installed"
-    return found
 
 
 def seed_catalogue() -> None:
@@ -154,24 +135,11 @@ def wrk(wrk_bin: str, url: str, *, connections: int, seconds: int) -> dict[str, 
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its direct children (nginx workers)."""
-    pids = [pid]
-    children_file = Path(f"/proc/{pid}/task/{pid}/children")
-    if children_file.exists():
-        pids += [int(p) for p in children_file.read_text().split()]
-    total = 0
-    for each in pids:
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
-
-
 def main() -> None:
     started = time.monotonic()
     load_at_start = round(os.getloadavg()[0], 2)
-    wrk_bin = ensure_tool("wrk", "wrk")
-    nginx_bin = ensure_tool("nginx", "nginx")
+    wrk_bin = tool_ensure("wrk", package="wrk", say=progress)
+    nginx_bin = tool_ensure("nginx", package="nginx", say=progress)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     progress(f"preparing fresh databases {BENCH_PREFIX}* (dropped at the end)")
     with own_databases(BENCH_PREFIX):
@@ -246,19 +214,19 @@ def measure(wrk_bin: str, nginx_bin: str) -> dict[str, Any]:
             for name in names[round_number % 3 :] + names[: round_number % 3]:  # rotate the order per round
                 base = targets[name]
                 proxy_before, nginx_before, at = (
-                    cpu_seconds(proxy.pid),
-                    cpu_seconds(nginx.pid),
+                    process_group_cpu_seconds(proxy.pid),
+                    process_group_cpu_seconds(nginx.pid),
                     time.monotonic(),
                 )
                 result = wrk(wrk_bin, base + PATH, connections=CONNECTIONS, seconds=THROUGHPUT_SECONDS)
                 if name == "proxy":
-                    proxy_cpu += cpu_seconds(proxy.pid) - proxy_before
+                    proxy_cpu += process_group_cpu_seconds(proxy.pid) - proxy_before
                     proxy_requests += result["requests"]
                 else:
-                    proxy_idle_cpu += cpu_seconds(proxy.pid) - proxy_before
+                    proxy_idle_cpu += process_group_cpu_seconds(proxy.pid) - proxy_before
                     proxy_idle_seconds += time.monotonic() - at
                 if name == "nginx":
-                    nginx_cpu += cpu_seconds(nginx.pid) - nginx_before
+                    nginx_cpu += process_group_cpu_seconds(nginx.pid) - nginx_before
                     nginx_requests += result["requests"]
                 runs[name].append(result)
                 latency[name].append(wrk(wrk_bin, base + PATH, connections=1, seconds=LATENCY_SECONDS))

@@ -24,3 +24,11 @@ def django_start(*, service: str, db_name_prefix: str, log_level: str = "WARNING
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", log_level)
     django.setup()
+
+
+def bench_django_start(benchmark: str, *, service: str = "legacy") -> str:
+    """Sets up Django for `python bench/<benchmark>.py` on the benchmark's own databases and
+    returns their prefix (what harness.own_databases creates fresh and drops)."""
+    prefix = bench_database_prefix(benchmark)
+    django_start(service=service, db_name_prefix=prefix)
+    return prefix

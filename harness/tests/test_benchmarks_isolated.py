@@ -21,10 +21,9 @@ def test_each_benchmark_runs_on_fresh_databases_of_its_own_and_drops_them() -> N
     names = {}
     for path in BENCHMARKS:
         source = path.read_text()
-        declared = re.findall(r'bench_database_prefix\("([a-z_]+)"\)', source)
-        assert len(declared) == 1, f"{path.name} declares no database prefix of its own"
+        declared = re.findall(r'BENCH_PREFIX = bench_django_start\("([a-z_]+)"\)', source)
+        assert len(declared) == 1, f"{path.name} declares no databases of its own"
         names[path.name] = declared[0]
-        assert "django_start(service=" in source and "db_name_prefix=BENCH_PREFIX" in source, path.name
         assert "own_databases(BENCH_PREFIX)" in source, f"{path.name} does not reset and drop its databases"
         assert "DB_NAME_PREFIX" not in source.split('"""', 2)[2], f"{path.name} sets its own prefix by hand"
     assert len(set(names.values())) == len(names), f"two benchmarks share databases: {names}"
