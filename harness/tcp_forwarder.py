@@ -9,70 +9,72 @@ As a process of its own, which a test can kill (the broker looks unreachable) an
 
 from __future__ import annotations
 
-import socket
+import asyncio
 import sys
 import threading
 from types import TracebackType
 
 
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
 class TcpForwarder:
+    """Forwards every connection to 127.0.0.1:`port` to the upstream, on an event loop of its own
+    (a daemon thread), so the test's code around it is never blocked by it."""
+
     def __init__(self, upstream_host: str, upstream_port: int, *, listen_port: int = 0) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.listener = socket.create_server(("127.0.0.1", listen_port))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
         self.cuts = 0
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", listen_port, reuse_address=True)
+        )
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # the listener was closed
-            try:
-                upstream = socket.create_connection(self.upstream)
-            except OSError:
-                client.close()  # upstream down: the client sees its connection refused, as direct
-                continue
-            with self.lock:
-                self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
-            while data := source.recv(65536):
-                target.sendall(data)
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
-            pass
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            client_writer.close()  # upstream down: the client's connection ends, as a direct one would
+            return
+        pair = {client_writer, upstream_writer}
+        self._writers |= pair
+        try:
+            await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        finally:
+            self._writers -= pair
+
+    async def _drop_all(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
 
     def cut(self) -> None:
         """Drops every connection open now (new ones are accepted again)."""
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-            self.cuts += 1
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result(timeout=10)
+        self.cuts += 1
 
     def close(self) -> None:
-        self.listener.close()
+        if not self._loop.is_running():
+            return
+        self._loop.call_soon_threadsafe(self._server.close)
         self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
 
     def serve_forever(self) -> None:
-        self._accepting.join()
+        self._thread.join()
 
     def __enter__(self) -> TcpForwarder:
         return self
