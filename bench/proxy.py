@@ -3,8 +3,9 @@
 backend (granian WSGI, seeded catalogue, GET /shop/api/products/).
 
 Throughput runs (wrk -c16) and latency runs (wrk -c1) are interleaved over three rounds and medians
-are quoted; the proxy's CPU time per 1,000 requests comes from /proc/<pid>/stat. Ends with one JSON
-line. Runs on its own databases (prefix "<DB_NAME_PREFIX>bench_"), so no developer data is touched.
+are quoted; the proxy's CPU time per 1,000 requests comes from /proc (harness.process_cpu). Ends with one JSON
+line. Runs on databases of its own (`<DB_NAME_PREFIX>bench_proxy_*`, created empty at the start and
+dropped at the end), so no developer data is touched and it runs after any other benchmark.
 """
 
 from __future__ import annotations
@@ -12,31 +13,29 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ["DB_NAME_PREFIX"] = os.environ.get("DB_NAME_PREFIX", "") + "bench_"
-# Seeds the monolith and drives the control plane from one process: every service's apps.
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.all_services"
-os.environ["SERVICE"] = "legacy"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from harness.django_bootstrap import bench_django_start
 
-import django
-
-django.setup()
+BENCH_PREFIX = bench_django_start("proxy")
 
 from decimal import Decimal  # noqa: E402
-from io import StringIO  # noqa: E402
 
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 
+from harness.own_databases import own_databases  # noqa: E402
+from harness.process_cpu import process_group_cpu_seconds  # noqa: E402
+from harness.proxy_plan import plan_route, plan_slice, plan_text  # noqa: E402
+from harness.system_tools import tool_ensure  # noqa: E402
+from harness.waiting import wait_http_ok  # noqa: E402
+from legacy.processes import legacy_process_commands  # noqa: E402
 from legacy.shop.models import Material, Product, ProductOption  # noqa: E402
 from ops.process_group import (  # noqa: E402
     PROJECT_ROOT,
@@ -44,9 +43,7 @@ from ops.process_group import (  # noqa: E402
     ProcessGroup,
     database_env,
     free_port,
-    legacy_process_commands,
     manage_command,
-    wait_http_ok,
 )
 from strangler import selectors, services  # noqa: E402
 from strangler.nginx_export import nginx_config_render  # noqa: E402
@@ -61,35 +58,14 @@ THROUGHPUT_SECONDS = 2
 LATENCY_SECONDS = 2
 CONNECTIONS = 16
 LOG_DIR = PROJECT_ROOT / ".local" / "bench-logs"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def progress(message: str) -> None:
     print(f"[bench proxy] {message}", file=sys.stderr, flush=True)
 
 
-def ensure_tool(binary: str, package: str) -> str:
-    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
-    if not found:
-        progress(f"installing {package} (apt-get)")
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", package], check=False, capture_output=True, timeout=300
-        )
-        found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
-        if not found:
-            subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True, timeout=300)
-            subprocess.run(
-                ["apt-get", "install", "-y", "-q", package], check=True, capture_output=True, timeout=300
-            )
-            found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
-    assert found, f"{binary} is not installed"
-    return found
-
-
 def seed_catalogue() -> None:
     """50 active products with two options each: a page of the real catalogue API."""
-    if Product.objects.filter(sku__startswith="BENCH-").count() >= 50:
-        return
     material, _ = Material.objects.get_or_create(
         code="BENCH-MAT", defaults={"name": "Oak", "unit_cost": Decimal("9")}
     )
@@ -114,21 +90,14 @@ def seed_catalogue() -> None:
             )
 
 
-def plan_text(legacy_url: str) -> str:
+def bench_plan(legacy_url: str) -> str:
     # The catalogue slice is in canary at 100% with its "new" side on the same legacy process, so each
     # proxied request runs the full decision (route match, cohort hash) and still hits the same backend.
-    return f"""
-version: 1
-default_backend: legacy
-backends:
-  legacy: {{urls: ["{legacy_url}"]}}
-  shop: {{urls: ["{legacy_url}"]}}
-slices:
-  catalogue:
-    service: shop
-    routes:
-      - {{name: products, prefix: /shop/api/products/, methods: [GET, HEAD]}}
-"""
+    products = plan_route("products", "/shop/api/products/", methods=["GET", "HEAD"])
+    return plan_text(
+        backends={"legacy": legacy_url, "shop": legacy_url},
+        slices={"catalogue": plan_slice(service="shop", routes=[products])},
+    )
 
 
 def wrk(wrk_bin: str, url: str, *, connections: int, seconds: int) -> dict[str, float]:
@@ -166,27 +135,22 @@ def wrk(wrk_bin: str, url: str, *, connections: int, seconds: int) -> dict[str, 
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its direct children (nginx workers)."""
-    pids = [pid]
-    children_file = Path(f"/proc/{pid}/task/{pid}/children")
-    if children_file.exists():
-        pids += [int(p) for p in children_file.read_text().split()]
-    total = 0
-    for each in pids:
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
-
-
 def main() -> None:
     started = time.monotonic()
     load_at_start = round(os.getloadavg()[0], 2)
-    wrk_bin = ensure_tool("wrk", "wrk")
-    nginx_bin = ensure_tool("nginx", "nginx")
+    wrk_bin = tool_ensure("wrk", package="wrk", say=progress)
+    nginx_bin = tool_ensure("nginx", package="nginx", say=progress)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    progress("preparing databases " + os.environ["DB_NAME_PREFIX"] + "*")
-    call_command("db_setup", stdout=StringIO())
+    progress(f"preparing fresh databases {BENCH_PREFIX}* (dropped at the end)")
+    with own_databases(BENCH_PREFIX):
+        figures = measure(wrk_bin, nginx_bin)
+    figures["load_average_start_end"] = [load_at_start, round(os.getloadavg()[0], 2)]
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    report(figures)
+
+
+def measure(wrk_bin: str, nginx_bin: str) -> dict[str, Any]:
+    """Starts the legacy web process, the proxy and nginx, and measures the three in rounds."""
     seed_catalogue()
     env = {
         **database_env(settings.DATABASES),
@@ -202,12 +166,7 @@ def main() -> None:
         )
         legacy_url = f"http://127.0.0.1:{legacy_port}"
         wait_http_ok(f"{legacy_url}/healthz", seconds=30, process=legacy.popen)
-        from strangler.models import Slice
-
-        existing = Slice.objects.filter(name="catalogue").first()
-        if existing is not None and existing.phase != "legacy":  # left over from an earlier run
-            services.slice_rollback(name="catalogue", to_phase="legacy", who="bench", why="benchmark reset")
-        services.plan_apply(plan=plan_parse(plan_text(legacy_url)), who="bench")
+        services.plan_apply(plan=plan_parse(bench_plan(legacy_url)), who="bench")
         for _ in range(3):
             services.slice_promote(name="catalogue", who="bench", force=True, why="benchmark setup")
         services.slice_set_weight(name="catalogue", weight=Decimal("100"), who="bench")
@@ -255,19 +214,19 @@ def main() -> None:
             for name in names[round_number % 3 :] + names[: round_number % 3]:  # rotate the order per round
                 base = targets[name]
                 proxy_before, nginx_before, at = (
-                    cpu_seconds(proxy.pid),
-                    cpu_seconds(nginx.pid),
+                    process_group_cpu_seconds(proxy.pid),
+                    process_group_cpu_seconds(nginx.pid),
                     time.monotonic(),
                 )
                 result = wrk(wrk_bin, base + PATH, connections=CONNECTIONS, seconds=THROUGHPUT_SECONDS)
                 if name == "proxy":
-                    proxy_cpu += cpu_seconds(proxy.pid) - proxy_before
+                    proxy_cpu += process_group_cpu_seconds(proxy.pid) - proxy_before
                     proxy_requests += result["requests"]
                 else:
-                    proxy_idle_cpu += cpu_seconds(proxy.pid) - proxy_before
+                    proxy_idle_cpu += process_group_cpu_seconds(proxy.pid) - proxy_before
                     proxy_idle_seconds += time.monotonic() - at
                 if name == "nginx":
-                    nginx_cpu += cpu_seconds(nginx.pid) - nginx_before
+                    nginx_cpu += process_group_cpu_seconds(nginx.pid) - nginx_before
                     nginx_requests += result["requests"]
                 runs[name].append(result)
                 latency[name].append(wrk(wrk_bin, base + PATH, connections=1, seconds=LATENCY_SECONDS))
@@ -279,7 +238,7 @@ def main() -> None:
     def median(values: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(v[key] for v in values), 3)
 
-    figures: dict[str, object] = {
+    figures: dict[str, Any] = {
         "benchmark": "proxy",
         "path": PATH,
         "connections": CONNECTIONS,
@@ -323,7 +282,6 @@ def main() -> None:
     figures["proxy_vs_nginx_paired_median"] = round(
         statistics.median(p["rps"] / n["rps"] for p, n in zip(runs["proxy"], runs["nginx"], strict=True)), 3
     )
-    figures["load_average_start_end"] = [load_at_start, round(os.getloadavg()[0], 2)]
     figures["proxy_added_p50_ms_paired_median"] = round(
         statistics.median(
             p["p50_ms"] - d["p50_ms"] for p, d in zip(latency["proxy"], latency["direct"], strict=True)
@@ -342,7 +300,11 @@ def main() -> None:
         "added_p50_lt_1ms": figures["proxy_added_p50_ms_paired_median"] < 1.0,  # type: ignore[operator]
         "added_p99_lt_5ms": figures["proxy_added_p99_ms_paired_median"] < 5.0,  # type: ignore[operator]
     }
-    figures["seconds"] = round(time.monotonic() - started, 1)
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    targets = ("direct", "proxy", "nginx")
     print(
         f"{'':10} {'req/s c16':>10} {'p50 c16':>9} {'p99 c16':>9} {'p50 c1':>8} {'p99 c1':>8} {'errors':>7}"
     )

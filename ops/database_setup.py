@@ -29,7 +29,7 @@ class DatabaseSetupResult:
     wal_level: str
 
 
-def _server_dsn(alias: str) -> str:
+def server_dsn(alias: str) -> str:
     config = settings.DATABASES[alias]
     return psycopg.conninfo.make_conninfo(
         host=config["HOST"] or None,
@@ -49,7 +49,7 @@ def databases_ensure(
     wal_level = ""
     for alias, config in settings.DATABASES.items():
         name = config["TEST"]["NAME"] if test_names else config["NAME"]
-        with psycopg.connect(_server_dsn(alias), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(server_dsn(alias), autocommit=True, connect_timeout=5) as conn:
             wal_level = conn.execute("SHOW wal_level").fetchone()[0]  # type: ignore[index]
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
             if found:

@@ -2,24 +2,24 @@
 
 Used by `manage.py demo`, the integration tests and the benchmarks, so that all three start the
 processes the same way and never leave one behind: every child gets its own process group and is
-terminated (then killed) when the group closes, also on Ctrl-C.
+terminated (then killed) when the group closes, also on Ctrl-C. Which processes a service has is
+the service's to say (the SERVICE_PROCESSES setting); this module knows no service.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import structlog
 
@@ -41,23 +41,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_http_ok(url: str, *, seconds: float, process: subprocess.Popen | None = None) -> None:
-    """Waits until `url` answers 2xx; fails early if `process` exits first."""
-    deadline = time.monotonic() + seconds
-    last_error = ""
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if 200 <= response.status < 300:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last_error = str(exc)
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {seconds} s ({last_error})")
 
 
 def python_command(*args: str) -> list[str]:
@@ -179,49 +162,73 @@ def database_env(settings_databases: Mapping[str, Mapping[str, object]]) -> dict
     return env
 
 
-def legacy_process_commands(*, port: int, web_workers: int = 1) -> dict[str, list[str]]:
-    """The three processes of the legacy monolith: WSGI web, Celery worker, Celery beat."""
-    return {
-        "web": bin_command(
-            "granian",
-            "--interface",
-            "wsgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(web_workers),
-            "--blocking-threads",
-            "1",
-            "--no-ws",
-            "--log-level",
-            "warning",
-            "config.wsgi:application",
-        ),
-        "worker": bin_command(
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "legacy,crm,mes",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ),
-        "beat": bin_command(
-            "celery",
-            "-A",
-            "config",
-            "beat",
-            "--loglevel",
-            "WARNING",
-            "--schedule",
-            str(PROJECT_ROOT / ".local" / f"celerybeat-schedule-{port}"),
-        ),
-    }
+def granian_wsgi_command(*, application: str, port: int, workers: int = 1) -> list[str]:
+    """A WSGI web server for `application` ("module:callable") on 127.0.0.1:port."""
+    return bin_command(
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        application,
+    )
+
+
+def celery_worker_command(*, app: str, queues: Sequence[str], concurrency: int = 2) -> list[str]:
+    """A Celery worker of `app` consuming `queues`."""
+    return bin_command(
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    )
+
+
+def celery_beat_command(*, app: str, tag: str) -> list[str]:
+    """Celery beat of `app`; `tag` names its schedule file, so that two schedulers never share one."""
+    schedule = PROJECT_ROOT / ".local" / f"celerybeat-schedule-{tag}"
+    return bin_command("celery", "-A", app, "beat", "--loglevel", "WARNING", "--schedule", str(schedule))
+
+
+class ProcessCommands(Protocol):
+    """What a service registers in SERVICE_PROCESSES: its processes by name ("web", ...), the web
+    one listening on `port`."""
+
+    def __call__(self, *, port: int, web_workers: int = 1) -> dict[str, list[str]]: ...
+
+
+class UnknownService(LookupError):
+    """SERVICE_PROCESSES registers no process commands for the service."""
+
+
+def service_process_commands(service: str, *, port: int, web_workers: int = 1) -> dict[str, list[str]]:
+    """The processes of `service`, from the "module:function" the SERVICE_PROCESSES setting names:
+    the system being migrated says how it runs; this module only starts and stops what it says."""
+    from django.conf import settings
+
+    registered: Mapping[str, str] = getattr(settings, "SERVICE_PROCESSES", {})
+    if service not in registered:
+        raise UnknownService(
+            f"SERVICE_PROCESSES registers no processes for {service!r} (registered: {sorted(registered)})"
+        )
+    module_name, _, attribute = registered[service].partition(":")
+    commands: ProcessCommands = getattr(importlib.import_module(module_name), attribute)
+    return commands(port=port, web_workers=web_workers)

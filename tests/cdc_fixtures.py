@@ -185,7 +185,7 @@ class CdcProcess:
 
 @dataclass
 class Forwarder:
-    """tests/tcp_forwarder.py between the engine and RabbitMQ."""
+    """harness.tcp_forwarder between the engine and RabbitMQ."""
 
     group: ProcessGroup
     port: int
@@ -195,7 +195,8 @@ class Forwarder:
     def start(self) -> None:
         command = [
             sys.executable,
-            str(PROJECT_ROOT / "tests" / "tcp_forwarder.py"),
+            "-m",
+            "harness.tcp_forwarder",
             str(self.port),
             "127.0.0.1",
             str(self.target_port),

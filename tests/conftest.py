@@ -3,9 +3,6 @@ legacy monolith's processes (granian web, Celery worker, Celery beat) on the tes
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +10,15 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name
+from harness.waiting import wait_http_ok
 from ops.process_group import (
     PROJECT_ROOT,
     ManagedProcess,
     ProcessGroup,
     database_env,
     free_port,
-    legacy_process_commands,
-    wait_http_ok,
+    service_process_commands,
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
@@ -51,18 +49,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pass  # no server: the database fixtures will say so with a clearer message
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def amqp_url(worker_id: str) -> Iterator[str]:
     """A fresh RabbitMQ vhost for this test session (and xdist worker), deleted at the end."""
-    vhost = f"test-{os.environ.get('DB_NAME_PREFIX', '')}{worker_id}-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    with rabbitmq_vhost(vhost_name(f"test-{worker_id}")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +92,7 @@ def start_legacy_stack(
     """The monolith's web and worker processes, and its polling scheduler when `polling`."""
     port = free_port()
     processes = {}
-    for name, command in legacy_process_commands(port=port).items():
+    for name, command in service_process_commands("legacy", port=port).items():
         if name == "beat" and not polling:
             continue
         log_path = Path(LOG_DIR / f"{tag}-{name}-{port}.log")
@@ -121,7 +112,7 @@ def legacy_stack(live_env: dict[str, str], worker_id: str) -> Iterator[LegacySta
 def start_legacy_polling(env: dict[str, str]) -> ManagedProcess:
     """Starts the CRM's polling scheduler (Celery beat) on the test databases; the caller stops it."""
     tag = free_port()  # names the schedule file; any unique number does
-    command = legacy_process_commands(port=tag)["beat"]
+    command = service_process_commands("legacy", port=tag)["beat"]
     return ManagedProcess("beat", command, env, LOG_DIR / f"legacy-beat-{tag}.log").start()
 
 

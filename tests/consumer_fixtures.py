@@ -19,13 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cdc.consuming.groups import consumer_groups
 from cdc.consuming.rabbitmq import Topology, topology_declare
+from harness.waiting import wait_http_ok
 from ops.process_group import (
     PROJECT_ROOT,
     ManagedProcess,
     ProcessGroup,
     free_port,
     manage_command,
-    wait_http_ok,
 )
 
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"

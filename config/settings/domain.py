@@ -29,3 +29,4 @@ CELERY_BEAT_SCHEDULE = (
     if ORCHESTRATION_MODE == "polling"
     else {}
 )
+SERVICE_PROCESSES = {"legacy": "legacy.processes:legacy_process_commands"}  # ops.process_group starts them

@@ -23,13 +23,13 @@ import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from harness.waiting import wait_http_ok
 from ops.process_group import (
     ManagedProcess,
     ProcessGroup,
     free_port,
     manage_command,
     python_command,
-    wait_http_ok,
 )
 from strangler import services
 from strangler.plan import plan_parse

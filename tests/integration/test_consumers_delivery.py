@@ -192,7 +192,7 @@ def test_sigterm_finishes_the_message_in_hand_then_exits(consumer_vhost, start_c
 def test_consumer_reconnects_after_losing_the_broker_without_second_effect(  # type: ignore[no-untyped-def]
     consumer_vhost, start_consumer, probe_table
 ) -> None:
-    from tests.cuttable_forwarder import TcpForwarder
+    from harness.tcp_forwarder import TcpForwarder
 
     group_topology_declare(consumer_vhost, "test-probe")
     events = [recorded(f"r{seq % 3}", seq, sleep_seconds=0.01) for seq in range(1, 301)]

@@ -15,9 +15,10 @@ from django.utils import timezone
 from legacy.crm.services import order_confirm
 from legacy.crm.tasks import poll_confirmed_orders
 from legacy.mes.models import ProductionOrder
+from legacy.processes import legacy_process_commands
 from legacy.shop.models import Order, OrderStatus
 from legacy.shop.services import OrderLineRequest, order_place
-from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, legacy_process_commands
+from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port
 from tests.consumer_fixtures import LOG_DIR, wait_until
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 

@@ -18,10 +18,12 @@ import requests
 from django.db import connection
 from django.db.models import Count
 
+from harness.waiting import wait_http_ok
 from legacy.crm.models import CrmInboxEntry
 from legacy.mes.models import ProductionOrder
+from legacy.processes import legacy_process_commands
 from legacy.shop.models import Customer, Order, OrderStatus, OrderStatusChange, Product
-from ops.process_group import ManagedProcess, ProcessGroup, free_port, legacy_process_commands, wait_http_ok
+from ops.process_group import ManagedProcess, ProcessGroup, free_port
 from tests.cdc_fixtures import EventCollector, RunningEngine
 from tests.conftest import start_legacy_polling
 from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer, wait_until

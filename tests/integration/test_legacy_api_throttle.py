@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import pytest
 from django.conf import settings
 
-from ops.process_group import ManagedProcess, ProcessGroup, free_port, legacy_process_commands, wait_http_ok
+from harness.waiting import wait_http_ok
+from legacy.processes import legacy_process_commands
+from ops.process_group import ManagedProcess, ProcessGroup, free_port
 from tests.conftest import LOG_DIR
 from tests.integration.legacy_api_world import World, shared_world
 

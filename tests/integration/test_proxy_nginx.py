@@ -14,7 +14,8 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from ops.process_group import ManagedProcess, ProcessGroup, free_port, wait_http_ok
+from harness.waiting import wait_http_ok
+from ops.process_group import ManagedProcess, ProcessGroup, free_port
 from strangler import services
 from tests.integration.proxy_stack import INTERNAL_TOKEN, LOG_DIR, Stack, proxy_caught_up, stack_start
 

@@ -21,15 +21,15 @@ import pytest
 import requests
 from django.core.management import call_command
 
+from harness.waiting import wait_http_ok
+from legacy.processes import legacy_process_commands
 from legacy.shop.models import Order, OrderStatus
 from legacy.traffic.credentials import STAFF_USERNAME
 from ops.process_group import (
     ManagedProcess,
     ProcessGroup,
     free_port,
-    legacy_process_commands,
     manage_command,
-    wait_http_ok,
 )
 from strangler.models import AuditEntry
 from strangler.selectors import routing_version

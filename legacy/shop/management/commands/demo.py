@@ -1,9 +1,10 @@
-"""manage.py demo: run the legacy monolith with seed data, drive traffic, print what happened."""
+"""manage.py demo: run the legacy monolith with seed data, drive traffic, print what happened.
 
-import dataclasses
+The story is the monolith's, so it lives with it; starting, watching and stopping the processes
+is the toolkit's (ops.process_group), and so are the waits and the engine's own slot (harness)."""
+
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count
 
+from harness.engine_slot import engine_on_slot, engine_slot_drop, engine_slot_env
+from harness.waiting import ProcessExited, WaitTimeout, port_open, wait_http_ok, wait_until
+from legacy.processes import legacy_process_commands
 from legacy.shop.models import Order, Product
 from ops.process_group import (
     PROJECT_ROOT,
@@ -23,9 +27,7 @@ from ops.process_group import (
     ProcessGroup,
     database_env,
     free_port,
-    legacy_process_commands,
     manage_command,
-    wait_http_ok,
 )
 
 ORCHESTRATIONS = ("polling", "events")
@@ -34,17 +36,9 @@ EVENT_TRANSPORTS = ("rabbitmq", "kafka")
 DEMO_SLOT = "cdc_demo"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
 def _reachable(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=1):
-            return True
-    except OSError:
-        return False
+    host, port = address
+    return port_open(port, host=host, timeout=1)
 
 
 def _amqp_address() -> tuple[str, int]:
@@ -106,7 +100,7 @@ class Command(BaseCommand):
         if not Product.objects.exists():
             self.stdout.write("The legacy database is empty: seeding a demo data set.")
             call_command("seed", stdout=self.stdout, stderr=self.stderr)
-        port = options["port"] if _port_free(options["port"]) else free_port()
+        port = free_port() if port_open(options["port"]) else options["port"]
         base_url = f"http://127.0.0.1:{port}"
         log_dir = PROJECT_ROOT / ".local" / "demo-logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -184,23 +178,16 @@ class Command(BaseCommand):
         from cdc.captures import capture_engine_config, capture_load
         from cdc.replication import capture_setup
 
-        base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
-        slot = f"{settings.DB_NAME_PREFIX}{DEMO_SLOT}".lower()
-        config = dataclasses.replace(
-            base,
-            target=dataclasses.replace(base.target, slot_name=slot, publication_name=slot),
-            offset_table=f"cdc_offsets_{slot}",
-            topic_prefix=slot,
+        config = engine_on_slot(
+            capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE)),
+            slot=f"{settings.DB_NAME_PREFIX}{DEMO_SLOT}",
         )
         capture_setup(config.target)
         env.update(
             {
                 "CDC_TRANSPORT": transport,
                 "CONSUMER_TRANSPORT": transport,
-                "CDC_SLOT_NAME": slot,
-                "CDC_PUBLICATION_NAME": slot,
-                "CDC_OFFSET_TABLE": config.offset_table,
-                "CDC_TOPIC_PREFIX": slot,
+                **engine_slot_env(config),
                 # Tansu lets a consumer join after about half the session timeout (STACK.md).
                 "CONSUMER_KAFKA_SESSION_TIMEOUT_MS": "6000",
             }
@@ -208,11 +195,7 @@ class Command(BaseCommand):
         return config
 
     def _capture_teardown(self, config: Any) -> None:
-        from cdc.engine import offsets_reset
-        from cdc.replication import capture_teardown
-
-        capture_teardown(config.target, dry_run=False)
-        offsets_reset(config, dry_run=False)
+        engine_slot_drop(config)
         self.stdout.write(f"Dropped the demo's replication slot {config.target.slot_name}.")
 
     def _start(
@@ -247,11 +230,16 @@ class Command(BaseCommand):
                 log_dir / "cdc.log",
             )
         )
-        deadline = time.monotonic() + 120
-        while not slot_status(config.target).active:
-            if not engine.alive() or time.monotonic() > deadline:
-                raise CommandError(f"The CDC engine did not start; see {log_dir / 'cdc.log'}.")
-            time.sleep(0.5)
+        try:
+            wait_until(
+                lambda: slot_status(config.target).active,
+                seconds=120,
+                interval=0.5,
+                what="the CDC engine attached to its slot",
+                process=engine,
+            )
+        except (WaitTimeout, ProcessExited) as exc:
+            raise CommandError(f"The CDC engine did not start; see {log_dir / 'cdc.log'}.") from exc
         self.stdout.write(
             f"Events mode: CDC engine on slot {config.target.slot_name} -> {transport} -> "
             "legacy-orchestration consumer (no poller)."
