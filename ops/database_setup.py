@@ -89,8 +89,39 @@ def phantom_migrations_forget(*, alias: str) -> list[str]:
     return forgotten
 
 
+def app_labels_rename(*, alias: str, renames: dict[str, str]) -> list[str]:
+    """Moves the applied-migration and content-type records of renamed apps (old label -> new)
+    to their new labels, so a database migrated before a rename is not migrated a second time
+    (its tables exist; only the label changed). A label whose new name has records already is left
+    alone. Returns the old labels it moved."""
+    connection = connections[alias]
+    recorder = MigrationRecorder(connection)
+    if not renames or not recorder.has_table():
+        return []
+    recorded = {app for app, _ in recorder.applied_migrations()}
+    tables = set(connection.introspection.table_names())
+    moved = []
+    with connection.cursor() as cursor:
+        for old, new in renames.items():
+            if old not in recorded or new in recorded:
+                continue
+            cursor.execute("UPDATE django_migrations SET app = %s WHERE app = %s", [new, old])
+            if "django_content_type" in tables:
+                cursor.execute(
+                    "UPDATE django_content_type SET app_label = %s WHERE app_label = %s", [new, old]
+                )
+            moved.append(old)
+    return moved
+
+
 def own_database_migrate(*, report: Callable[[str], None] = print) -> None:
     """Migrates this process's own database with the apps of its SERVICE."""
+    renamed = app_labels_rename(alias="default", renames=settings.MIGRATION_APP_LABEL_RENAMES)
+    if renamed:
+        report(
+            f"{settings.SERVICE_DATABASE}: the migrations of {', '.join(sorted(renamed))} now stand "
+            "under the apps' new labels"
+        )
     forgotten = phantom_migrations_forget(alias="default")
     if forgotten:
         report(

@@ -30,3 +30,8 @@ CELERY_BEAT_SCHEDULE = (
     else {}
 )
 SERVICE_PROCESSES = {"legacy": "legacy.processes:legacy_process_commands"}  # ops.process_group starts them
+
+# Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
+# migration records, so the existing tables are not created again. The monolith's apps were
+# `shop`, `crm` and `mes`, names that collided with the extracted services'.
+MIGRATION_APP_LABEL_RENAMES = {"shop": "legacy_shop", "crm": "legacy_crm", "mes": "legacy_mes"}
