@@ -42,7 +42,7 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy strangler cdc migrations ops
+	$(VENV)/bin/mypy strangler cdc migrations ops harness
 	$(VENV)/bin/lint-imports
 
 # Each benchmark creates databases of its own (<DB_NAME_PREFIX>bench_<name>_*) and drops them at

@@ -68,7 +68,7 @@ def _jdbc_url(database: dict[str, Any]) -> str:
 
 
 def engine_properties(config: EngineConfig) -> dict[str, str]:
-    """Debezium properties (STACK.md explains each choice that is not a default)."""
+    """Debezium properties (docs/measurements.md explains each choice that is not a default)."""
     source = settings.DATABASES[config.target.database_alias]
     control = settings.DATABASES[_control_alias()]
     password_fallback = settings.CDC_DATABASE_PASSWORD_FALLBACK
@@ -149,7 +149,7 @@ def _control_alias() -> str:
 
 class HeaderedJsonEngine(DebeziumEngine):
     """pydbzengine's engine built with a header format too: without one, record headers (the
-    outbox router's id/type/traceparent) come back empty (STACK.md)."""
+    outbox router's id/type/traceparent) come back empty (docs/measurements.md)."""
 
     def _build_engine(self) -> Any:
         self._ensure_jvm_started()

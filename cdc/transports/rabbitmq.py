@@ -1,5 +1,5 @@
 """RabbitMQ publisher: durable topic exchange, persistent messages, one wait for the confirms of a
-whole batch (STACK.md: 3,060 ev/s against 1,330 ev/s waiting for each confirm).
+whole batch (docs/measurements.md: 3,060 ev/s against 1,330 ev/s waiting for each confirm).
 
 The frames of a batch are built with py-amqp's own frame writer into a buffer and sent with few
 socket writes: py-amqp's basic_publish writes each message on its own (68 us per message here,

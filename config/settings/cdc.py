@@ -32,7 +32,7 @@ CDC_TOPIC_PREFIX = env.str("CDC_TOPIC_PREFIX", default="")
 # "no_data": stream changes from the slot's position on, do not announce existing rows again.
 CDC_SNAPSHOT_MODE = env.str("CDC_SNAPSHOT_MODE", default="no_data")
 
-# Engine tuning (STACK.md): a small poll interval keeps commit-to-broker latency low; a heartbeat
+# Engine tuning (docs/measurements.md): a small poll interval keeps commit-to-broker latency low; a heartbeat
 # lets a quiet slot advance; offsets are flushed this often (what a kill -9 may redeliver).
 CDC_POLL_INTERVAL_MS = env.int("CDC_POLL_INTERVAL_MS", default=10)
 CDC_HEARTBEAT_INTERVAL_MS = env.int("CDC_HEARTBEAT_INTERVAL_MS", default=10_000)

@@ -12,11 +12,11 @@ import uuid
 import structlog
 from django.db import transaction
 
-from legacy.crm.staff import staff_token_ensure
 from legacy.mes.models import ApiKey, ProductionOrder
 from legacy.mes.services import api_key_issue
 from legacy.shop.models import Customer, Order, OrderStatus, Product
 from legacy.traffic.scenarios import ProductChoice, TrafficData
+from ops.staff_credentials import staff_token_ensure
 
 logger = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Kafka variant of the consumers against Tansu (a Kafka-protocol broker, see STACK.md): it
+"""The Kafka variant of the consumers against Tansu (a Kafka-protocol broker, see docs/measurements.md): it
 consumes, commits after the inbox transaction and resumes exactly where it stopped."""
 
 import signal

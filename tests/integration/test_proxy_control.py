@@ -213,3 +213,30 @@ def test_a_command_under_another_service_refuses_and_names_the_one_it_needs(
     )
     assert result.returncode == 1
     assert "run it with SERVICE=proxy (or with SERVICE unset), not SERVICE=legacy" in result.stderr
+
+
+def test_a_proxy_staff_token_from_the_readme_command_opens_the_staff_api(
+    proxy_url: str, live_env: dict[str, str]
+) -> None:
+    env = {name: value for name, value in live_env.items() if name != "SERVICE"}  # as the README runs it
+
+    def staff_token(*options: str) -> str:
+        result = subprocess.run(
+            manage_command("strangler", "staff", "--name", "readme-staff", *options),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Authorization: Token" in result.stderr
+        return result.stdout.strip()
+
+    api = f"{proxy_url}/_strangler/api/slices/"
+    token = staff_token()
+    assert requests.get(api, headers={"Authorization": f"Token {token}"}, timeout=5).status_code == 200
+    assert staff_token() == token  # the same credential on every run
+    rotated = staff_token("--rotate")
+    assert rotated != token
+    assert requests.get(api, headers={"Authorization": f"Token {token}"}, timeout=5).status_code == 401
+    assert requests.get(api, headers={"Authorization": f"Token {rotated}"}, timeout=5).status_code == 200

@@ -2,7 +2,8 @@
 
 Read: slices, slice NAME, routes, audit, shadow-report. Change (each with --dry-run and --why):
 load-plan, weight, shadow, pause, resume, promote, rollback, freeze, unfreeze. Also validate-plan,
-export-nginx, override-token (a signed tester override) and serve (the proxy process).
+export-nginx, override-token (a signed tester override), staff (a staff user's API token) and serve
+(the proxy process).
 """
 
 from __future__ import annotations
@@ -101,6 +102,16 @@ class Command(BaseCommand):
         )
         override.add_argument("backend", choices=["legacy", "new"])
         override.add_argument("--seconds", type=int, default=3600, help="How long the token is valid.")
+        staff = sub.add_parser(
+            "staff",
+            help="Print the API token of a proxy staff user (created if missing, in the control database): "
+            "'Authorization: Token <token>' on /_strangler/api/. Same token on every run unless --rotate.",
+        )
+        staff.add_argument("--name", required=True, help="The staff user's username.")
+        staff.add_argument("--email", default="", help="Their email, when the user is created.")
+        staff.add_argument(
+            "--rotate", action="store_true", help="Replace the token (the old one stops working)."
+        )
         export = sub.add_parser("export-nginx", help="Render the current routing as an nginx configuration.")
         export.add_argument("--listen", default="127.0.0.1:8080", help="host:port nginx listens on.")
         export.add_argument("--output", default="-", help="File to write, '-' for stdout.")
@@ -335,6 +346,21 @@ class Command(BaseCommand):
             expires_at=int(time.time()) + options["seconds"],
         )
         self.stdout.write(token)
+
+    def do_staff(self, options: dict[str, Any]) -> None:
+        from ops.staff_credentials import staff_token_ensure
+
+        credential = staff_token_ensure(
+            username=options["name"], email=options["email"], rotate=options["rotate"]
+        )
+        self.stdout.write(credential.token)
+        state = (
+            "created" if credential.created else "promoted to staff" if credential.promoted else "existing"
+        )
+        self.stderr.write(
+            f"{credential.username} ({state}): send 'Authorization: Token <token>' to /_strangler/api/; "
+            f"`SERVICE=proxy manage.py changepassword {credential.username}` gives an admin login."
+        )
 
     def do_export_nginx(self, options: dict[str, Any]) -> None:
         from strangler.nginx_export import nginx_config_render

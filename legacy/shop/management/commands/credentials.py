@@ -7,10 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 
-from legacy.crm.staff import staff_token_ensure
 from legacy.mes.exceptions import ApiKeyNameTaken
 from legacy.mes.services import api_key_issue
 from legacy.shop.services import customer_credential_ensure
+from ops.staff_credentials import staff_token_ensure
 
 # How each credential is presented, printed to stderr beside the value (stdout holds the value only).
 USAGE = {

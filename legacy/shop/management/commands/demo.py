@@ -188,7 +188,7 @@ class Command(BaseCommand):
                 "CDC_TRANSPORT": transport,
                 "CONSUMER_TRANSPORT": transport,
                 **engine_slot_env(config),
-                # Tansu lets a consumer join after about half the session timeout (STACK.md).
+                # Tansu lets a consumer join after about half the session timeout (docs/measurements.md).
                 "CONSUMER_KAFKA_SESSION_TIMEOUT_MS": "6000",
             }
         )

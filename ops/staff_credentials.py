@@ -1,5 +1,6 @@
-"""Staff of the CRM and their API tokens ("Authorization: Token <token>" on /crm/api/, DRF's
-authtoken): issued by `manage.py credentials staff` and used by the traffic generator."""
+"""Staff users of a process's own database and their API tokens ("Authorization: Token <token>",
+DRF's authtoken): the CRM's staff (`manage.py credentials staff`) and the proxy's
+(`manage.py strangler staff`) are issued the same way, each in its own process's database."""
 
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ logger = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class StaffCredential:
     username: str
-    token: str  # "Authorization: Token <token>" on the CRM's staff API
+    token: str  # "Authorization: Token <token>" on the staff API of the process that issued it
     created: bool  # the user is new
     promoted: bool  # the user existed without staff rights (or inactive) and has them now
 
