@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from strangler.models import Phase
 from strangler.proxy.routing import NEW, RoutingTable
 
 MAX_LATENCY_SAMPLES = 5000
@@ -60,7 +61,7 @@ class CanaryAnalyzer:
             slice_ = table.slices.get(name)
             legacy, new = window.legacy, window.new
             self.windows[name] = SliceWindow(bad_intervals=window.bad_intervals)
-            if slice_ is None or slice_.phase != "canary" or slice_.weight <= 0:
+            if slice_ is None or slice_.phase != Phase.CANARY or slice_.weight <= 0:
                 self.windows[name].bad_intervals = 0
                 continue
             bounds = slice_.rollback

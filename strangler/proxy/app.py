@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 
+from strangler.models import Phase
 from strangler.proxy import metrics
 from strangler.proxy.analysis import CanaryAnalyzer
 from strangler.proxy.error_responses import error_send
@@ -244,7 +245,7 @@ class ProxyApp:
             return
         route = decision.route
         slice_ = route.slice
-        canary = slice_ is not None and slice_.phase == "canary"
+        canary = slice_ is not None and slice_.phase == Phase.CANARY
         sent_at = time.perf_counter()
         try:
             conn = await self.upstream.send(request, decision.backend, receive=receive)

@@ -9,8 +9,16 @@ import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from strangler.proxy.app import ProxyApp  # noqa: E402
+
+if settings.SERVICE != "proxy":
+    # Its routes, apps and database would be another process's: /_strangler/ would answer 404.
+    raise RuntimeError(
+        f"strangler.proxy.asgi runs the proxy process: start it with SERVICE=proxy (or unset), "
+        f"not SERVICE={settings.SERVICE}."
+    )
 
 application = ProxyApp(django_app=get_asgi_application())

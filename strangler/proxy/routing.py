@@ -60,7 +60,7 @@ def _target(backend: BackendSnapshot) -> BackendTarget:
 @dataclass
 class SliceRuntime:
     name: str
-    phase: str
+    phase: Phase
     legacy: BackendTarget
     new: BackendTarget
     weight: float
@@ -187,10 +187,10 @@ def decide(
         return Decision(route, LEGACY, table.default_backend, reason="default")
     phase = slice_.phase
     read = method in SAFE_METHODS
-    if phase in ("live", "retired"):
+    if phase in (Phase.LIVE, Phase.RETIRED):
         return Decision(route, NEW, slice_.new, reason=phase)
-    if phase in ("legacy", "syncing") or not read:
-        if not read and phase == "canary":
+    if phase in (Phase.LEGACY, Phase.SYNCING) or not read:
+        if not read and phase == Phase.CANARY:
             pins.pin(key, slice_.pin_seconds, now)
             return Decision(
                 route, LEGACY, slice_.legacy, reason="writes stay on legacy", pin_seconds=slice_.pin_seconds
@@ -202,8 +202,9 @@ def decide(
         return Decision(route, NEW, slice_.new, reason="override")
     if override == LEGACY:
         return Decision(route, LEGACY, slice_.legacy, reason="override")
-    pinned = phase == "canary" and (pins.pinned(key, now) or _cookie_pinned(table, request.pinned_until, now))
-    if phase == "canary" and slice_.threshold and not pinned and in_canary(key, slice_.threshold):
+    canary = phase == Phase.CANARY
+    pinned = canary and (pins.pinned(key, now) or _cookie_pinned(table, request.pinned_until, now))
+    if canary and slice_.threshold and not pinned and in_canary(key, slice_.threshold):
         return Decision(route, NEW, slice_.new, reason="cohort")
     shadow = slice_.shadow_enabled and sample < slice_.shadow_sample_rate
     return Decision(
