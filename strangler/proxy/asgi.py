@@ -10,9 +10,6 @@ import django
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
-
-from strangler.proxy.app import ProxyApp  # noqa: E402
 
 if settings.SERVICE != "proxy":
     # Its routes, apps and database would be another process's: /_strangler/ would answer 404.
@@ -20,5 +17,9 @@ if settings.SERVICE != "proxy":
         f"strangler.proxy.asgi runs the proxy process: start it with SERVICE=proxy (or unset), "
         f"not SERVICE={settings.SERVICE}."
     )
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from strangler.proxy.app import ProxyApp  # noqa: E402
 
 application = ProxyApp(django_app=get_asgi_application())
