@@ -11,15 +11,10 @@ from typing import Any
 
 import pytest
 
+from harness.engine_slot import engine_slot
+from harness.waiting import wait_until
 from ops.process_group import ProcessGroup
-from tests.cdc_fixtures import (
-    LOG_DIR,
-    CdcProcess,
-    capture,
-    cdc_child_env,
-    legacy_capture_config,
-    wait_for,
-)
+from tests.cdc_fixtures import LOG_DIR, CdcProcess, cdc_child_env, legacy_capture_config
 
 JUL_CONSOLE_LINE = re.compile(r"^(SEVERE|WARNING|INFO|CONFIG|FINE|FINER|FINEST): ")
 pytestmark = [
@@ -43,7 +38,7 @@ def debug_engine(
         CDC_JAVA_LOGGER_LEVELS="org.postgresql=DEBUG",
     )
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with django_db_blocker.unblock(), capture(config.target), ProcessGroup() as group:
+    with django_db_blocker.unblock(), engine_slot(config), ProcessGroup() as group:
         engine = CdcProcess(group, env, tag=f"cdc-jul-{config.target.slot_name}")
         engine.start()
         yield engine
@@ -67,7 +62,7 @@ def test_a_java_util_logging_record_becomes_a_json_line_with_level_and_logger(
                     found.append(record)
         return found
 
-    records = wait_for(jdbc_driver_lines, seconds=60, interval=0.5, what="a JDBC driver (JUL) log line")
+    records = wait_until(jdbc_driver_lines, seconds=60, interval=0.5, what="a JDBC driver (JUL) log line")
     record = records[0]
     assert record["level"] == "debug"
     assert record["event"] == "java.log" and record["message"]

@@ -15,16 +15,11 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.utils import timezone
 
+from harness.engine_slot import engine_slot
 from legacy.crm.services import order_confirm
 from legacy.shop.services import OrderLineRequest, order_place
 from ops.process_group import ProcessGroup
-from tests.cdc_fixtures import (
-    LOG_DIR,
-    CdcProcess,
-    capture,
-    cdc_child_env,
-    legacy_capture_config,
-)
+from tests.cdc_fixtures import LOG_DIR, CdcProcess, cdc_child_env, legacy_capture_config
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [
@@ -53,7 +48,7 @@ def kafka_engine(
 ) -> Iterator[CdcProcess]:
     config = legacy_capture_config(worker_id, "kfk")
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with django_db_blocker.unblock(), capture(config.target), ProcessGroup() as group:
+    with django_db_blocker.unblock(), engine_slot(config), ProcessGroup() as group:
         env = cdc_child_env(
             live_env,
             config,

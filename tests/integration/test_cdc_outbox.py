@@ -12,17 +12,16 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from harness.engine_slot import engine_on_slot, engine_slot
+from harness.waiting import wait_until
 from ops.process_group import ProcessGroup
 from tests.cdc_fixtures import (
     LOG_DIR,
     PROJECT_ROOT,
     CdcProcess,
     EventCollector,
-    capture,
     cdc_child_env,
-    legacy_capture_config,
     unique_name,
-    wait_for,
 )
 
 pytestmark = [
@@ -44,7 +43,6 @@ def outbox_relay(
 ) -> Iterator[CdcProcess]:
     from cdc.captures import outbox_engine_config
 
-    name = unique_name(worker_id, "obx")
     with django_db_blocker.unblock():
         with connections["production"].cursor() as cursor:
             cursor.execute(
@@ -53,23 +51,20 @@ def outbox_relay(
                 "type varchar(120) NOT NULL, payload jsonb NOT NULL, "
                 "traceparent varchar(55) NOT NULL DEFAULT '')"
             )
-        config = outbox_engine_config(database="production", table=TABLE)
-        target = config.target.__class__(
-            database_alias=config.target.database_alias,
-            tables=config.target.tables,
-            slot_name=name,
-            publication_name=name,
+        config = engine_on_slot(
+            outbox_engine_config(database="production", table=TABLE), slot=unique_name(worker_id, "obx")
         )
+        name = config.target.slot_name
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         env = cdc_child_env(
             live_env,
-            legacy_capture_config(worker_id, "unused"),
+            config,
             CDC_AMQP_URL=amqp_url,
             CDC_OUTBOX_SLOT_NAME=name,
             CDC_OUTBOX_PUBLICATION_NAME=name,
             CDC_EXTRA_SCHEMA_DIRS=str(PROJECT_ROOT / "tests" / "schemas"),
         )
-        with capture(target), ProcessGroup() as group:
+        with engine_slot(config), ProcessGroup() as group:
             relay = CdcProcess(
                 group,
                 env,
@@ -107,7 +102,7 @@ def test_outbox_rows_are_relayed_once_each_with_their_id_subject_and_trace(
         cursor.execute(f"DELETE FROM {TABLE} WHERE id = %s", [rows[0][0]])
     ids = {str(row[0]) for row in rows}
 
-    wait_for(
+    wait_until(
         lambda: ids <= {e["id"] for e in event_collector.events()}, seconds=60, what="all outbox rows relayed"
     )
     relayed = event_collector.events(lambda e: e["id"] in ids)

@@ -14,9 +14,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from harness.waiting import wait_until
 from legacy.shop.models import Customer, Product
 from legacy.shop.services import OrderLineRequest, order_place
-from tests.cdc_fixtures import EventCollector, RunningEngine, wait_for
+from tests.cdc_fixtures import EventCollector, RunningEngine
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [
@@ -71,7 +72,7 @@ def assert_every_order_published_once_per_id(
         seen = {(e["subject"], e["type"]) for e in of_these_orders()}
         return all((s, t) in seen for s in subjects for t in ORDER_EVENTS)
 
-    wait_for(all_arrived, seconds=120, interval=0.5, what=f"events of all {len(order_ids)} orders")
+    wait_until(all_arrived, seconds=120, interval=0.5, what=f"events of all {len(order_ids)} orders")
     events = of_these_orders()
     bodies_by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
     ids_by_change: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -105,7 +106,7 @@ def test_kill9_five_times_under_write_load_loses_no_event(
     for _ in range(5):
         streamed = len(event_collector.received)
         # Kill while the engine streams: after it published something since its last start.
-        wait_for(
+        wait_until(
             lambda n=streamed: len(event_collector.received) > n + 5, seconds=60, what="engine streaming"
         )
         time.sleep(rng.uniform(0.2, 1.5))
@@ -125,7 +126,7 @@ def test_broker_unreachable_mid_stream_then_back_loses_nothing_and_engine_resume
     mark = len(event_collector.received)
     writer.start()
     streamed = len(event_collector.received)
-    wait_for(lambda: len(event_collector.received) > streamed + 10, seconds=60, what="engine streaming")
+    wait_until(lambda: len(event_collector.received) > streamed + 10, seconds=60, what="engine streaming")
     cdc_engine.forwarder.kill9()
     outage_started = len(event_collector.received)
     time.sleep(6)
