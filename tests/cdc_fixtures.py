@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -117,6 +118,11 @@ class EventCollector:
     def of_subject(self, subject: str) -> list[dict[str, Any]]:
         return self.events(lambda e: e["subject"] == subject)
 
+    def wait_more(self, count: int, *, seconds: float = 60) -> None:
+        """Returns once more than `count` events have arrived after now: the engine streams."""
+        now = len(self.received)
+        wait_until(lambda: len(self.received) > now + count, seconds=seconds, what=f"{count} more events")
+
     def wait_for_types(self, subject: str, count: int, *, seconds: float = 30) -> list[str]:
         wait_until(
             lambda: len(self.of_subject(subject)) >= count,
@@ -211,6 +217,22 @@ def legacy_capture_config(worker_id: str, tag: str) -> EngineConfig:
 
     base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
     return engine_on_slot(base, slot=unique_name(worker_id, tag))
+
+
+@contextlib.contextmanager
+def engine_process(
+    config: EngineConfig, env: dict[str, str], *, tag: str, args: tuple[str, ...] = ()
+) -> Iterator[CdcProcess]:
+    """`manage.py cdc run` (with `args`) on `config`'s own slot, fresh while it runs and dropped
+    after it; the caller has unblocked database access."""
+    from harness.engine_slot import engine_slot
+
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with engine_slot(config), ProcessGroup() as group:
+        engine = CdcProcess(group, env, tag=f"{tag}-{config.target.slot_name}", args=args)
+        engine.start()
+        yield engine
+        engine.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.engine_slot import engine_slot
 from harness.waiting import wait_until
-from ops.process_group import ProcessGroup
-from tests.cdc_fixtures import LOG_DIR, CdcProcess, cdc_child_env, legacy_capture_config
+from tests.cdc_fixtures import CdcProcess, cdc_child_env, engine_process, legacy_capture_config
 
 JUL_CONSOLE_LINE = re.compile(r"^(SEVERE|WARNING|INFO|CONFIG|FINE|FINER|FINEST): ")
 pytestmark = [
@@ -37,12 +35,8 @@ def debug_engine(
         CDC_JAVA_LOG_LEVEL="WARN",
         CDC_JAVA_LOGGER_LEVELS="org.postgresql=DEBUG",
     )
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with django_db_blocker.unblock(), engine_slot(config), ProcessGroup() as group:
-        engine = CdcProcess(group, env, tag=f"cdc-jul-{config.target.slot_name}")
-        engine.start()
+    with django_db_blocker.unblock(), engine_process(config, env, tag="cdc-jul") as engine:
         yield engine
-        engine.stop()
 
 
 def log_lines(engine: CdcProcess) -> list[str]:

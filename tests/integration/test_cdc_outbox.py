@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from harness.engine_slot import engine_on_slot, engine_slot
+from harness.engine_slot import engine_on_slot
 from harness.waiting import wait_until
-from ops.process_group import ProcessGroup
 from tests.cdc_fixtures import (
-    LOG_DIR,
     PROJECT_ROOT,
     CdcProcess,
     EventCollector,
     cdc_child_env,
+    engine_process,
     unique_name,
 )
 
@@ -55,7 +54,6 @@ def outbox_relay(
             outbox_engine_config(database="production", table=TABLE), slot=unique_name(worker_id, "obx")
         )
         name = config.target.slot_name
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
         env = cdc_child_env(
             live_env,
             config,
@@ -64,16 +62,9 @@ def outbox_relay(
             CDC_OUTBOX_PUBLICATION_NAME=name,
             CDC_EXTRA_SCHEMA_DIRS=str(PROJECT_ROOT / "tests" / "schemas"),
         )
-        with engine_slot(config), ProcessGroup() as group:
-            relay = CdcProcess(
-                group,
-                env,
-                tag=f"cdc-outbox-{name}",
-                args=("--outbox", "--database", "production", "--table", TABLE),
-            )
-            relay.start()
+        outbox = ("--outbox", "--database", "production", "--table", TABLE)
+        with engine_process(config, env, tag="cdc-outbox", args=outbox) as relay:
             yield relay
-            relay.stop()
         with connections["production"].cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
 
