@@ -58,6 +58,13 @@ class OrderWriter(threading.Thread):
         return self.order_ids
 
 
+@pytest.fixture
+def writer() -> OrderWriter:
+    """The write load the engine streams under: one customer's orders, not started yet."""
+    PricingRuleFactory()
+    return OrderWriter(CustomerFactory(), ProductFactory())
+
+
 def assert_every_order_published_once_per_id(
     collector: EventCollector, order_ids: list[int], *, since: int
 ) -> dict[str, Any]:
@@ -96,10 +103,8 @@ def assert_every_order_published_once_per_id(
 
 
 def test_kill9_five_times_under_write_load_loses_no_event(
-    cdc_engine: RunningEngine, event_collector: EventCollector
+    cdc_engine: RunningEngine, event_collector: EventCollector, writer: OrderWriter
 ) -> None:
-    PricingRuleFactory()
-    writer = OrderWriter(CustomerFactory(), ProductFactory())
     mark = len(event_collector.received)
     writer.start()
     rng = random.Random(4)
@@ -116,10 +121,8 @@ def test_kill9_five_times_under_write_load_loses_no_event(
 
 
 def test_broker_unreachable_mid_stream_then_back_loses_nothing_and_engine_resumes(
-    cdc_engine: RunningEngine, event_collector: EventCollector
+    cdc_engine: RunningEngine, event_collector: EventCollector, writer: OrderWriter
 ) -> None:
-    PricingRuleFactory()
-    writer = OrderWriter(CustomerFactory(), ProductFactory())
     mark = len(event_collector.received)
     writer.start()
     event_collector.wait_more(10)
