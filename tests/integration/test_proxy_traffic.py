@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -53,28 +54,22 @@ LOOSE_ROLLBACK = {"max_p99_ratio": 50, "p99_slack_ms": 10000}
 
 def two_generations_plan(*, legacy_url: str, new_url: str) -> str:
     """The catalogue, the shop's orders and the MES quotes, each a slice the new generation takes."""
+
+    def taken_by_new(*routes: dict[str, Any], **sections: Any) -> dict[str, Any]:
+        return plan_slice(service="new", routes=routes, rollback=LOOSE_ROLLBACK, **sections)
+
     return plan_text(
         backends={"legacy": legacy_url, "new": new_url},
         slices={
-            "catalogue": plan_slice(
-                service="new",
-                routes=[
-                    plan_route("products", "/shop/api/products/", methods=["GET", "HEAD"]),
-                    plan_route("shop-pages", "/shop/", methods=["GET", "HEAD"]),
-                ],
-                rollback=LOOSE_ROLLBACK,
+            "catalogue": taken_by_new(
+                plan_route("products", "/shop/api/products/", methods=["GET", "HEAD"]),
+                plan_route("shop-pages", "/shop/", methods=["GET", "HEAD"]),
             ),
-            "shop-orders": plan_slice(
-                service="new",
-                routes=[plan_route("orders", "/shop/api/orders/", methods=["GET", "HEAD", "POST"])],
+            "shop-orders": taken_by_new(
+                plan_route("orders", "/shop/api/orders/", methods=["GET", "HEAD", "POST"]),
                 canary={"pin_after_write_seconds": 2},
-                rollback=LOOSE_ROLLBACK,
             ),
-            "pricing": plan_slice(
-                service="new",
-                routes=[plan_route("quotes", "/mes/api/quotes/", methods=["POST"])],
-                rollback=LOOSE_ROLLBACK,
-            ),
+            "pricing": taken_by_new(plan_route("quotes", "/mes/api/quotes/", methods=["POST"])),
         },
     )
 
