@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from harness.rabbitmq_vhost import broker_address, url_through
 from harness.tansu import tansu_start
 from harness.waiting import wait_port, wait_until
 from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, manage_command
@@ -170,6 +171,7 @@ class Forwarder:
 
     group: ProcessGroup
     port: int
+    target_host: str
     target_port: int
     process: ManagedProcess | None = None
 
@@ -179,7 +181,7 @@ class Forwarder:
             "-m",
             "harness.tcp_forwarder",
             str(self.port),
-            "127.0.0.1",
+            self.target_host,
             str(self.target_port),
         ]
         self.process = self.group.start(ManagedProcess("amqp-forwarder", command, {}, None))
@@ -273,14 +275,14 @@ def cdc_engine(
     """The legacy engine publishing to the test vhost through a forwarder."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with ProcessGroup() as group:
-        forwarder = Forwarder(group, port=free_port(), target_port=5672)
+        broker_host, broker_port = broker_address(amqp_url)
+        forwarder = Forwarder(group, port=free_port(), target_host=broker_host, target_port=broker_port)
         forwarder.start()
-        vhost = amqp_url.rsplit("/", 1)[1]
         metrics_port = free_port()
         env = cdc_child_env(
             live_env,
             cdc_capture,
-            CDC_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}",
+            CDC_AMQP_URL=url_through(amqp_url, port=forwarder.port),
             METRICS_PORT=str(metrics_port),
         )
         cdc = CdcProcess(group, env, tag=f"cdc-rmq-{cdc_capture.target.slot_name}")

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from harness.consumer_topology import group_topology_declare
+from harness.rabbitmq_vhost import broker_address, url_through
 from harness.waiting import wait_until
 from legacy.crm.models import CrmInboxEntry
 from tests.consumer_fixtures import PARTITIONS
@@ -199,10 +200,9 @@ def test_consumer_reconnects_after_losing_the_broker_without_second_effect(  # t
     group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     events = [recorded(f"r{seq % 3}", seq, sleep_seconds=0.01) for seq in range(1, 301)]
     amqp_publish(consumer_vhost, events)
-    with TcpForwarder("127.0.0.1", 5672) as forwarder:
-        vhost = consumer_vhost.rsplit("/", 1)[1]
+    with TcpForwarder(*broker_address(consumer_vhost)) as forwarder:
         consumer = start_consumer(
-            "test-probe", env={"CDC_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}"}
+            "test-probe", env={"CDC_AMQP_URL": url_through(consumer_vhost, port=forwarder.port)}
         )
         wait_until(lambda: len(probe_effects()) >= 60, seconds=30)
         forwarder.cut()  # mid-stream: acks and deliveries in flight are lost
