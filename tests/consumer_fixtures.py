@@ -4,11 +4,7 @@ consumer processes started through `manage.py consume`, the probe's effect table
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +13,10 @@ import kombu
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdc.consuming.groups import consumer_groups
-from cdc.consuming.rabbitmq import Topology, topology_declare
-from harness.waiting import wait_http_ok
+from cdc.consuming.rabbitmq import Topology
+from harness.consumer_topology import group_topology_declare
+from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name
+from harness.waiting import wait_http_ok, wait_until
 from ops.process_group import (
     PROJECT_ROOT,
     ManagedProcess,
@@ -32,28 +29,11 @@ LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
 PARTITIONS = 4
 
 
-def wait_until(predicate: Callable[[], Any], *, seconds: float, interval: float = 0.1, what: str = "") -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what or 'condition'} not met within {seconds} s")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def consumer_vhost() -> Iterator[str]:
     """A RabbitMQ vhost of its own for one test: queues, dead letters and counts start empty."""
-    vhost = f"test-{os.environ.get('DB_NAME_PREFIX', '')}consumers-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    with rabbitmq_vhost(vhost_name("test-consumers")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -72,15 +52,6 @@ def consumer_env(live_env: dict[str, str], consumer_vhost: str) -> dict[str, str
         "CONSUMER_REBALANCE_SECONDS": "1",
         "LOG_LEVEL": "INFO",
     }
-
-
-def group_topology_declare(url: str, group_name: str) -> Topology:
-    """Declares a group's queues before any consumer runs, so events published now wait for it."""
-    group = consumer_groups()[group_name]
-    topology = Topology(group=group_name, exchange="domain.events", partitions=PARTITIONS)
-    with kombu.Connection(url) as connection:
-        topology_declare(connection.channel(), topology, group.bindings())
-    return topology
 
 
 @dataclass
@@ -168,7 +139,7 @@ class EngineOrderEvents:
 
     def topology_declare(self, group_name: str) -> Topology:
         """The group's queues, empty: they receive what the engine publishes from now on."""
-        topology = group_topology_declare(self.url, group_name)
+        topology = group_topology_declare(self.url, group_name, partitions=PARTITIONS)
         with kombu.Connection(self.url) as connection:
             channel = connection.channel()
             for queue in [*topology.partition_queues, topology.dead_letter]:

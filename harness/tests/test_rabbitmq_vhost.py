@@ -7,7 +7,14 @@ import amqp
 import kombu
 import pytest
 
-from harness.rabbitmq_vhost import rabbitmq_vhost, rabbitmqctl, vhost_name, vhost_url
+from harness.rabbitmq_vhost import (
+    broker_address,
+    rabbitmq_vhost,
+    rabbitmqctl,
+    url_through,
+    vhost_name,
+    vhost_url,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +51,11 @@ def test_a_vhost_starts_empty_even_where_a_killed_run_left_messages() -> None:
 
 def test_the_url_keeps_the_broker_and_names_the_vhost() -> None:
     assert vhost_url("a/b", broker="amqp://u:p@h:5673/x") == "amqp://u:p@h:5673/a%2Fb"
+
+
+def test_a_url_through_a_forwarder_keeps_the_credentials_and_the_vhost() -> None:
+    url = vhost_url("x_test-gw0", broker="amqp://u:p@broker.example:5673/")
+    assert broker_address(url) == ("broker.example", 5673)
+    assert url_through(url, port=40001) == "amqp://u:p@127.0.0.1:40001/x_test-gw0"
+    assert broker_address("amqp://127.0.0.1/v") == ("127.0.0.1", 5672)
+    assert url_through("amqp://127.0.0.1/v", port=40002) == "amqp://127.0.0.1:40002/v"

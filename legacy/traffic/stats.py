@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.percentiles import percentile
+
 # Error kinds that make a run fail; an expected status (listed per action) is never an error.
 ERROR_KINDS = ("5xx", "unexpected_4xx", "unexpected_status", "bad_body", "connection", "timeout")
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (0.0 when empty): the smallest value with
-    at least `fraction` of the values at or below it, so p99 of 100 values is the 99th."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError("fraction must be between 0 and 1")
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass

@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from harness.waiting import wait_http_ok
+from harness.proxy_plan import plan_route, plan_slice, plan_text
+from harness.waiting import wait_http_ok, wait_until
 from ops.process_group import (
     ManagedProcess,
     ProcessGroup,
@@ -39,30 +39,34 @@ LOG_DIR = Path(__file__).resolve().parent.parent.parent / ".local" / "test-logs"
 INTERNAL_TOKEN = "test-internal-token"
 STAFF_PASSWORD = "proxy-staff-password"
 
-PLAN = """
-version: 1
-default_backend: legacy
-backends:
-  legacy: {{urls: ["{legacy}"]}}
-  new: {{urls: ["{new}"]}}
-slices:
-  catalogue:
-    service: new
-    routes:
-      - {{name: products, prefix: /shop/api/products/, methods: [GET, HEAD]}}
-      - {{name: orders, prefix: /shop/api/orders/, methods: [GET, POST]}}
-      - {{name: echo, prefix: /echo/}}
-    shadow:
-      sample_rate: 1.0
-      compare_headers: [content-type]
-      ignore: {{/shop/api/: ["id", "generated_at"]}}
-    canary: {{pin_after_write_seconds: 1.5}}
-    rollback: {{intervals: 2, min_interval_requests: 5, max_error_rate_delta: 0.05}}
-  production:
-    service: new
-    routes:
-      - {{name: production-orders, prefix: /mes/api/production-orders/, exposure: internal}}
-"""
+
+def stack_plan(*, legacy_url: str, new_url: str) -> str:
+    """The plan of the controllable-backend tests: a catalogue slice with every phase setting the
+    tests exercise, and an internal production slice."""
+    return plan_text(
+        backends={"legacy": legacy_url, "new": new_url},
+        slices={
+            "catalogue": plan_slice(
+                service="new",
+                routes=[
+                    plan_route("products", "/shop/api/products/", methods=["GET", "HEAD"]),
+                    plan_route("orders", "/shop/api/orders/", methods=["GET", "POST"]),
+                    plan_route("echo", "/echo/"),
+                ],
+                shadow={
+                    "sample_rate": 1.0,
+                    "compare_headers": ["content-type"],
+                    "ignore": {"/shop/api/": ["id", "generated_at"]},
+                },
+                canary={"pin_after_write_seconds": 1.5},
+                rollback={"intervals": 2, "min_interval_requests": 5, "max_error_rate_delta": 0.05},
+            ),
+            "production": plan_slice(
+                service="new",
+                routes=[plan_route("production-orders", "/mes/api/production-orders/", exposure="internal")],
+            ),
+        },
+    )
 
 
 def backend_start(group: ProcessGroup, name: str, port: int | None = None) -> tuple[ManagedProcess, str]:
@@ -136,20 +140,15 @@ def proxy_routing(proxy_url: str) -> dict:
     ).json()
 
 
-def wait_until(predicate: Callable[[], object], *, seconds: float, interval: float = 0.02) -> float:
-    """Waits for predicate; returns how long it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {seconds} s")
-
-
-def proxy_caught_up(*proxy_urls: str) -> float:
+def proxy_caught_up(*proxy_urls: str) -> None:
     """Waits until every proxy routes with the control database's current version."""
     version = routing_version()
-    return wait_until(lambda: all(proxy_routing(u)["version"] == version for u in proxy_urls), seconds=5)
+    wait_until(
+        lambda: all(proxy_routing(u)["version"] == version for u in proxy_urls),
+        seconds=5,
+        interval=0.02,
+        what=f"proxies routing with version {version}",
+    )
 
 
 @dataclass
@@ -163,9 +162,15 @@ class Stack:
     proxy: ManagedProcess
     proxy_url: str
 
+    def reset(self) -> None:
+        """Both backends healthy, fast and alike, and the test plan loaded again."""
+        for url in (self.legacy_url, self.new_url):
+            self.backend_mode(url, fail_rate=0, delay_ms=0, diverge=False)
+        self.load_plan()
+
     def load_plan(self) -> None:
         services.plan_apply(
-            plan=plan_parse(PLAN.format(legacy=self.legacy_url, new=self.new_url)), who="test"
+            plan=plan_parse(stack_plan(legacy_url=self.legacy_url, new_url=self.new_url)), who="test"
         )
         proxy_caught_up(self.proxy_url)
 

@@ -13,16 +13,10 @@ from django.db import connection
 from django.utils import timezone
 
 from cdc.models import CaptureDeadLetter
+from harness.waiting import wait_until
 from legacy.shop.services import OrderLineRequest, order_place
 from tests.cdc_fixed_capture import ON_HOLD
-from tests.cdc_fixtures import (
-    PROJECT_ROOT,
-    EventCollector,
-    RunningEngine,
-    cdc_child_env,
-    run_manage,
-    wait_for,
-)
+from tests.cdc_fixtures import PROJECT_ROOT, EventCollector, RunningEngine, cdc_child_env, run_manage
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [
@@ -50,7 +44,7 @@ def test_an_untranslatable_change_is_dead_lettered_and_the_stream_goes_on_until_
     # The stream goes on: the changes after the poison one are published.
     assert event_collector.wait_for_types(f"order:{after}", 3, seconds=40) == ORDER_EVENTS
     assert event_collector.wait_for_types(f"order:{held}", 3) == ORDER_EVENTS
-    letter = wait_for(
+    letter = wait_until(
         lambda: CaptureDeadLetter.objects.filter(capture="legacy").first(), seconds=20, what="a dead letter"
     )
     assert letter.reason == "untranslatable"
@@ -66,7 +60,7 @@ def test_an_untranslatable_change_is_dead_lettered_and_the_stream_goes_on_until_
             body if 'cdc_dead_letters_total{capture="legacy",reason="untranslatable"} 1.0' in body else None
         )
 
-    wait_for(scrape, seconds=20, interval=0.5, what="the dead-letter metric")
+    wait_until(scrape, seconds=20, interval=0.5, what="the dead-letter metric")
     logged = [
         json.loads(line)
         for line in cdc_engine.cdc.process.log_tail(400).splitlines()

@@ -11,10 +11,11 @@ import requests
 from django.db import connection
 from django.utils import timezone
 
+from harness.waiting import wait_until
 from legacy.crm.services import order_cancel, order_confirm, production_status_apply
 from legacy.shop.models import Customer
 from legacy.shop.services import OrderLineRequest, order_place
-from tests.cdc_fixtures import EventCollector, RunningEngine, cdc_child_env, run_manage, wait_for
+from tests.cdc_fixtures import EventCollector, RunningEngine, cdc_child_env, run_manage
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [
@@ -145,7 +146,7 @@ def test_status_shows_slot_lag_and_last_event_and_teardown_asks_for_confirmation
         assert result.returncode == 0, result.stderr
         return result.stdout if f"last event: {placed[-1]} order:{order_id}" in result.stdout else None
 
-    status = wait_for(
+    status = wait_until(
         status_names_the_placed_event, seconds=20, interval=0.5, what="status shows the last event"
     )
     assert f"slot: {slot} (exists)" in status
@@ -186,6 +187,6 @@ def test_engine_metrics_count_published_events_and_watch_the_slot(
         ready = 'cdc_events_published_total{engine="legacy",type="shop.order.placed.v1"}' in body
         return body if ready and f'cdc_slot_lag_bytes{{slot="{slot}"}}' in body else None
 
-    body = wait_for(scrape, seconds=20, interval=0.5, what="engine metrics")
+    body = wait_until(scrape, seconds=20, interval=0.5, what="engine metrics")
     assert f'cdc_slot_retained_wal_alert{{slot="{slot}"}} 0.0' in body
     assert 'cdc_engine_running{engine="legacy"} 1.0' in body

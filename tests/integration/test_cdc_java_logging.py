@@ -11,15 +11,8 @@ from typing import Any
 
 import pytest
 
-from ops.process_group import ProcessGroup
-from tests.cdc_fixtures import (
-    LOG_DIR,
-    CdcProcess,
-    capture,
-    cdc_child_env,
-    legacy_capture_config,
-    wait_for,
-)
+from harness.waiting import wait_until
+from tests.cdc_fixtures import CdcProcess, cdc_child_env, engine_process, legacy_capture_config
 
 JUL_CONSOLE_LINE = re.compile(r"^(SEVERE|WARNING|INFO|CONFIG|FINE|FINER|FINEST): ")
 pytestmark = [
@@ -42,12 +35,8 @@ def debug_engine(
         CDC_JAVA_LOG_LEVEL="WARN",
         CDC_JAVA_LOGGER_LEVELS="org.postgresql=DEBUG",
     )
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with django_db_blocker.unblock(), capture(config.target), ProcessGroup() as group:
-        engine = CdcProcess(group, env, tag=f"cdc-jul-{config.target.slot_name}")
-        engine.start()
+    with django_db_blocker.unblock(), engine_process(config, env, tag="cdc-jul") as engine:
         yield engine
-        engine.stop()
 
 
 def log_lines(engine: CdcProcess) -> list[str]:
@@ -67,7 +56,7 @@ def test_a_java_util_logging_record_becomes_a_json_line_with_level_and_logger(
                     found.append(record)
         return found
 
-    records = wait_for(jdbc_driver_lines, seconds=60, interval=0.5, what="a JDBC driver (JUL) log line")
+    records = wait_until(jdbc_driver_lines, seconds=60, interval=0.5, what="a JDBC driver (JUL) log line")
     record = records[0]
     assert record["level"] == "debug"
     assert record["event"] == "java.log" and record["message"]

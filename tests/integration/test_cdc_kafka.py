@@ -17,14 +17,7 @@ from django.utils import timezone
 
 from legacy.crm.services import order_confirm
 from legacy.shop.services import OrderLineRequest, order_place
-from ops.process_group import ProcessGroup
-from tests.cdc_fixtures import (
-    LOG_DIR,
-    CdcProcess,
-    capture,
-    cdc_child_env,
-    legacy_capture_config,
-)
+from tests.cdc_fixtures import CdcProcess, cdc_child_env, engine_process, legacy_capture_config
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [
@@ -52,19 +45,15 @@ def kafka_engine(
     worker_id: str,
 ) -> Iterator[CdcProcess]:
     config = legacy_capture_config(worker_id, "kfk")
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with django_db_blocker.unblock(), capture(config.target), ProcessGroup() as group:
-        env = cdc_child_env(
-            live_env,
-            config,
-            CDC_TRANSPORT="kafka",
-            CDC_KAFKA_BOOTSTRAP_SERVERS=tansu,
-            CDC_KAFKA_TOPIC=kafka_topic,
-        )
-        engine = CdcProcess(group, env, tag=f"cdc-kafka-{config.target.slot_name}")
-        engine.start()
+    env = cdc_child_env(
+        live_env,
+        config,
+        CDC_TRANSPORT="kafka",
+        CDC_KAFKA_BOOTSTRAP_SERVERS=tansu,
+        CDC_KAFKA_TOPIC=kafka_topic,
+    )
+    with django_db_blocker.unblock(), engine_process(config, env, tag="cdc-kafka") as engine:
         yield engine
-        engine.stop()
 
 
 def test_events_flow_through_kafka_keyed_by_aggregate_in_order(

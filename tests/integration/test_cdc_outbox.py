@@ -12,17 +12,15 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from ops.process_group import ProcessGroup
+from harness.engine_slot import engine_on_slot
+from harness.waiting import wait_until
 from tests.cdc_fixtures import (
-    LOG_DIR,
     PROJECT_ROOT,
     CdcProcess,
     EventCollector,
-    capture,
     cdc_child_env,
-    legacy_capture_config,
+    engine_process,
     unique_name,
-    wait_for,
 )
 
 pytestmark = [
@@ -44,7 +42,6 @@ def outbox_relay(
 ) -> Iterator[CdcProcess]:
     from cdc.captures import outbox_engine_config
 
-    name = unique_name(worker_id, "obx")
     with django_db_blocker.unblock():
         with connections["production"].cursor() as cursor:
             cursor.execute(
@@ -53,32 +50,21 @@ def outbox_relay(
                 "type varchar(120) NOT NULL, payload jsonb NOT NULL, "
                 "traceparent varchar(55) NOT NULL DEFAULT '')"
             )
-        config = outbox_engine_config(database="production", table=TABLE)
-        target = config.target.__class__(
-            database_alias=config.target.database_alias,
-            tables=config.target.tables,
-            slot_name=name,
-            publication_name=name,
+        config = engine_on_slot(
+            outbox_engine_config(database="production", table=TABLE), slot=unique_name(worker_id, "obx")
         )
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        name = config.target.slot_name
         env = cdc_child_env(
             live_env,
-            legacy_capture_config(worker_id, "unused"),
+            config,
             CDC_AMQP_URL=amqp_url,
             CDC_OUTBOX_SLOT_NAME=name,
             CDC_OUTBOX_PUBLICATION_NAME=name,
             CDC_EXTRA_SCHEMA_DIRS=str(PROJECT_ROOT / "tests" / "schemas"),
         )
-        with capture(target), ProcessGroup() as group:
-            relay = CdcProcess(
-                group,
-                env,
-                tag=f"cdc-outbox-{name}",
-                args=("--outbox", "--database", "production", "--table", TABLE),
-            )
-            relay.start()
+        outbox = ("--outbox", "--database", "production", "--table", TABLE)
+        with engine_process(config, env, tag="cdc-outbox", args=outbox) as relay:
             yield relay
-            relay.stop()
         with connections["production"].cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
 
@@ -107,7 +93,7 @@ def test_outbox_rows_are_relayed_once_each_with_their_id_subject_and_trace(
         cursor.execute(f"DELETE FROM {TABLE} WHERE id = %s", [rows[0][0]])
     ids = {str(row[0]) for row in rows}
 
-    wait_for(
+    wait_until(
         lambda: ids <= {e["id"] for e in event_collector.events()}, seconds=60, what="all outbox rows relayed"
     )
     relayed = event_collector.events(lambda e: e["id"] in ids)

@@ -14,9 +14,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from harness.waiting import wait_until
 from legacy.shop.models import Customer, Product
 from legacy.shop.services import OrderLineRequest, order_place
-from tests.cdc_fixtures import EventCollector, RunningEngine, wait_for
+from tests.cdc_fixtures import EventCollector, RunningEngine
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [
@@ -57,6 +58,13 @@ class OrderWriter(threading.Thread):
         return self.order_ids
 
 
+@pytest.fixture
+def writer() -> OrderWriter:
+    """The write load the engine streams under: one customer's orders, not started yet."""
+    PricingRuleFactory()
+    return OrderWriter(CustomerFactory(), ProductFactory())
+
+
 def assert_every_order_published_once_per_id(
     collector: EventCollector, order_ids: list[int], *, since: int
 ) -> dict[str, Any]:
@@ -71,7 +79,7 @@ def assert_every_order_published_once_per_id(
         seen = {(e["subject"], e["type"]) for e in of_these_orders()}
         return all((s, t) in seen for s in subjects for t in ORDER_EVENTS)
 
-    wait_for(all_arrived, seconds=120, interval=0.5, what=f"events of all {len(order_ids)} orders")
+    wait_until(all_arrived, seconds=120, interval=0.5, what=f"events of all {len(order_ids)} orders")
     events = of_these_orders()
     bodies_by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
     ids_by_change: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -95,19 +103,14 @@ def assert_every_order_published_once_per_id(
 
 
 def test_kill9_five_times_under_write_load_loses_no_event(
-    cdc_engine: RunningEngine, event_collector: EventCollector
+    cdc_engine: RunningEngine, event_collector: EventCollector, writer: OrderWriter
 ) -> None:
-    PricingRuleFactory()
-    writer = OrderWriter(CustomerFactory(), ProductFactory())
     mark = len(event_collector.received)
     writer.start()
     rng = random.Random(4)
     for _ in range(5):
-        streamed = len(event_collector.received)
         # Kill while the engine streams: after it published something since its last start.
-        wait_for(
-            lambda n=streamed: len(event_collector.received) > n + 5, seconds=60, what="engine streaming"
-        )
+        event_collector.wait_more(5)
         time.sleep(rng.uniform(0.2, 1.5))
         cdc_engine.cdc.kill9()
         cdc_engine.cdc.start()
@@ -118,14 +121,11 @@ def test_kill9_five_times_under_write_load_loses_no_event(
 
 
 def test_broker_unreachable_mid_stream_then_back_loses_nothing_and_engine_resumes(
-    cdc_engine: RunningEngine, event_collector: EventCollector
+    cdc_engine: RunningEngine, event_collector: EventCollector, writer: OrderWriter
 ) -> None:
-    PricingRuleFactory()
-    writer = OrderWriter(CustomerFactory(), ProductFactory())
     mark = len(event_collector.received)
     writer.start()
-    streamed = len(event_collector.received)
-    wait_for(lambda: len(event_collector.received) > streamed + 10, seconds=60, what="engine streaming")
+    event_collector.wait_more(10)
     cdc_engine.forwarder.kill9()
     outage_started = len(event_collector.received)
     time.sleep(6)

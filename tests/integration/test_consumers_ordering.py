@@ -6,7 +6,9 @@ from collections import defaultdict
 
 import pytest
 
-from tests.consumer_fixtures import group_topology_declare, wait_until
+from harness.consumer_topology import group_topology_declare
+from harness.waiting import wait_until
+from tests.consumer_fixtures import PARTITIONS
 from tests.consumer_probe import probe_effects
 from tests.event_transport import amqp_publish, cloud_event
 
@@ -27,7 +29,7 @@ def events_for(seqs: range) -> list[dict]:
 
 
 def test_competing_consumers_keep_each_aggregates_order(consumer_vhost, start_consumer, probe_table) -> None:  # type: ignore[no-untyped-def]
-    group_topology_declare(consumer_vhost, "test-probe")
+    group_topology_declare(consumer_vhost, "test-probe", partitions=PARTITIONS)
     first = start_consumer("test-probe", tag="first")
     second = start_consumer("test-probe", tag="second")
 

@@ -18,7 +18,7 @@ import requests
 from django.db import connection
 from django.db.models import Count
 
-from harness.waiting import wait_http_ok
+from harness.waiting import wait_http_ok, wait_until
 from legacy.crm.models import CrmInboxEntry
 from legacy.mes.models import ProductionOrder
 from legacy.processes import legacy_process_commands
@@ -26,7 +26,7 @@ from legacy.shop.models import Customer, Order, OrderStatus, OrderStatusChange, 
 from ops.process_group import ManagedProcess, ProcessGroup, free_port
 from tests.cdc_fixtures import EventCollector, RunningEngine
 from tests.conftest import start_legacy_polling
-from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer, wait_until
+from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer
 from tests.event_transport import legacy_order_events
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
 

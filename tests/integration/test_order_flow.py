@@ -1,24 +1,13 @@
 """The order's whole path through the running monolith: shop API, staff confirm, polling
 orchestrator over RabbitMQ, MES production stages, status back in the shop."""
 
-import time
-
 import pytest
 import requests
 
+from harness.waiting import wait_until
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, *, seconds: float, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {seconds} s")
 
 
 def test_order_placed_confirmed_and_produced_shows_done_in_shop(legacy_stack, legacy_polling) -> None:  # type: ignore[no-untyped-def]
@@ -55,7 +44,7 @@ def test_order_placed_confirmed_and_produced_shows_done_in_shop(legacy_stack, le
         body = shop.get(f"{legacy_stack.base_url}/shop/api/orders/{order['id']}/", timeout=10).json()
         return body["status"] if body["status"] == "done" else None
 
-    wait_for(shop_status, seconds=30)
+    wait_until(shop_status, seconds=30, interval=0.1, what="the order done in the shop")
     final = shop.get(f"{legacy_stack.base_url}/shop/api/orders/{order['id']}/", timeout=10).json()
     assert [h["status"] for h in final["history"]] == ["placed", "confirmed", "in_production", "done"]
     assert final["production_stage"] == "done"

@@ -13,6 +13,7 @@ import pytest
 import requests
 from django.db import OperationalError, connections, transaction
 
+from harness.waiting import wait_until
 from ops.process_group import ProcessGroup, manage_command
 from strangler import services
 from strangler.models import AuditEntry, Slice
@@ -23,7 +24,6 @@ from tests.integration.proxy_stack import (
     as_the_readme_says,
     proxy_staff_token,
     proxy_start,
-    wait_until,
 )
 
 pytestmark = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
 from typing import Any
@@ -17,9 +16,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from ops.process_group import ProcessGroup
 from strangler import services
-from tests.integration.proxy_stack import Stack, proxy_caught_up, proxy_routing, stack_start
+from tests.integration.proxy_stack import Stack, proxy_caught_up, proxy_routing
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,24 +31,13 @@ MAX_PINS = 50
 
 
 @pytest.fixture(scope="module")
-def running(live_env: dict[str, str]) -> Iterator[Stack]:
-    env = {
-        **live_env,
+def proxy_env() -> dict[str, str]:
+    return {
         "STRANGLER_OVERRIDE_SECRET": OVERRIDE_SECRET,
         "STRANGLER_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "STRANGLER_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "STRANGLER_MAX_PINS": str(MAX_PINS),
     }
-    with ProcessGroup() as group:
-        yield stack_start(group, env)
-
-
-@pytest.fixture
-def stack(running: Stack) -> Stack:
-    running.backend_mode(running.legacy_url, fail_rate=0, delay_ms=0, diverge=False)
-    running.backend_mode(running.new_url, fail_rate=0, delay_ms=0, diverge=False)
-    running.load_plan()
-    return running
 
 
 def _address(stack: Stack) -> tuple[str, int]:

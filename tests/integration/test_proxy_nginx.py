@@ -3,9 +3,7 @@ sample of requests to the same backends as the built-in proxy (cohorts, methods,
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -14,33 +12,16 @@ import pytest
 import requests
 from django.core.management import call_command
 
+from harness.system_tools import tool_ensure
 from harness.waiting import wait_http_ok
 from ops.process_group import ManagedProcess, ProcessGroup, free_port
 from strangler import services
-from tests.integration.proxy_stack import INTERNAL_TOKEN, LOG_DIR, Stack, proxy_caught_up, stack_start
+from tests.integration.proxy_stack import INTERNAL_TOKEN, LOG_DIR, Stack, proxy_caught_up
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(databases=["default", "control"], transaction=True),
 ]
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or (Path("/usr/sbin/nginx").exists() and "/usr/sbin/nginx")
-    if not found:
-        # CI runs as root on a fresh Debian machine: install it the way an operator would.
-        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "nginx"], check=True, capture_output=True, timeout=300
-        )
-        found = shutil.which("nginx") or "/usr/sbin/nginx"
-    return str(found)
-
-
-@pytest.fixture(scope="module")
-def running(live_env: dict[str, str]) -> Iterator[Stack]:
-    with ProcessGroup() as group:
-        yield stack_start(group, live_env)
 
 
 def request_sample(base_url: str) -> list[tuple[str, int, str]]:
@@ -102,14 +83,14 @@ def request_sample(base_url: str) -> list[tuple[str, int, str]]:
 
 
 def test_nginx_with_the_exported_config_routes_like_the_proxy(
-    running: Stack, settings, tmp_path: Path
+    stack_running: Stack, settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     settings.STRANGLER_INTERNAL_TOKEN = INTERNAL_TOKEN
-    running.load_plan()
-    running.to_phase("catalogue", "canary")
+    stack_running.load_plan()
+    stack_running.to_phase("catalogue", "canary")
     services.slice_set_weight(name="catalogue", weight=Decimal("37.5"), who="test")
     services.slice_set_shadow(name="catalogue", enabled=True, sample_rate=0.5, who="test")
-    proxy_caught_up(running.proxy_url)
+    proxy_caught_up(stack_running.proxy_url)
     port = free_port()
     config = tmp_path / "nginx.conf"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -118,7 +99,7 @@ def test_nginx_with_the_exported_config_routes_like_the_proxy(
     call_command(
         "strangler", "export-nginx", "--listen", f"127.0.0.1:{port}", "--output", str(config), stdout=out
     )
-    binary = nginx_binary()
+    binary = tool_ensure("nginx", package="nginx")
     check = subprocess.run(
         [binary, "-t", "-p", str(tmp_path), "-c", str(config)], capture_output=True, text=True
     )
@@ -134,7 +115,7 @@ def test_nginx_with_the_exported_config_routes_like_the_proxy(
         )
         wait_http_ok(f"http://127.0.0.1:{port}/crm/api/orders/", seconds=15, process=nginx.popen)
         through_nginx = request_sample(f"http://127.0.0.1:{port}")
-    through_proxy = request_sample(running.proxy_url)
+    through_proxy = request_sample(stack_running.proxy_url)
     differences = [(a, b) for a, b in zip(through_proxy, through_nginx, strict=True) if a != b]
     assert differences == [], differences[:10]
     backends = {backend for label, _, backend in through_proxy if label.startswith("read")}

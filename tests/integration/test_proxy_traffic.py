@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from django.core.management import call_command
 
-from harness.waiting import wait_http_ok
+from harness.proxy_plan import plan_route, plan_slice, plan_text
+from harness.waiting import wait_http_ok, wait_until
 from legacy.processes import legacy_process_commands
-from legacy.shop.models import Order, OrderStatus
-from legacy.traffic.credentials import STAFF_USERNAME
 from ops.process_group import (
     ManagedProcess,
     ProcessGroup,
@@ -34,12 +34,12 @@ from ops.process_group import (
 from strangler.models import AuditEntry
 from strangler.selectors import routing_version
 from tests.conftest import LegacyStack
+from tests.integration.orders_in_flight import orders_in_flight_wait
 from tests.integration.proxy_stack import (
     LOG_DIR,
     as_the_readme_says,
     proxy_caught_up,
     proxy_start,
-    wait_until,
 )
 
 pytestmark = [
@@ -49,31 +49,31 @@ pytestmark = [
 
 # Latency bounds are loose on purpose: both generations share two loaded cores with the rest of the
 # machine, and this test is about customer errors; an error rate above legacy's still rolls back.
-PLAN = """
-version: 1
-default_backend: legacy
-backends:
-  legacy: {{urls: ["{legacy}"]}}
-  new: {{urls: ["{new}"]}}
-slices:
-  catalogue:
-    service: new
-    routes:
-      - {{name: products, prefix: /shop/api/products/, methods: [GET, HEAD]}}
-      - {{name: shop-pages, prefix: /shop/, methods: [GET, HEAD]}}
-    rollback: {{max_p99_ratio: 50, p99_slack_ms: 10000}}
-  shop-orders:
-    service: new
-    routes:
-      - {{name: orders, prefix: /shop/api/orders/, methods: [GET, HEAD, POST]}}
-    canary: {{pin_after_write_seconds: 2}}
-    rollback: {{max_p99_ratio: 50, p99_slack_ms: 10000}}
-  pricing:
-    service: new
-    routes:
-      - {{name: quotes, prefix: /mes/api/quotes/, methods: [POST]}}
-    rollback: {{max_p99_ratio: 50, p99_slack_ms: 10000}}
-"""
+LOOSE_ROLLBACK = {"max_p99_ratio": 50, "p99_slack_ms": 10000}
+
+
+def two_generations_plan(*, legacy_url: str, new_url: str) -> str:
+    """The catalogue, the shop's orders and the MES quotes, each a slice the new generation takes."""
+
+    def taken_by_new(*routes: dict[str, Any], **sections: Any) -> dict[str, Any]:
+        return plan_slice(service="new", routes=routes, rollback=LOOSE_ROLLBACK, **sections)
+
+    return plan_text(
+        backends={"legacy": legacy_url, "new": new_url},
+        slices={
+            "catalogue": taken_by_new(
+                plan_route("products", "/shop/api/products/", methods=["GET", "HEAD"]),
+                plan_route("shop-pages", "/shop/", methods=["GET", "HEAD"]),
+            ),
+            "shop-orders": taken_by_new(
+                plan_route("orders", "/shop/api/orders/", methods=["GET", "HEAD", "POST"]),
+                canary={"pin_after_write_seconds": 2},
+            ),
+            "pricing": taken_by_new(plan_route("quotes", "/mes/api/quotes/", methods=["POST"])),
+        },
+    )
+
+
 SLICES = ("catalogue", "shop-orders", "pricing")
 SLICE_ROUTES = ("products", "shop-pages", "orders", "quotes")
 READ_ROUTES = ("products", "shop-pages", "orders")
@@ -175,7 +175,7 @@ def test_weight_changes_and_cutover_under_traffic_cause_no_customer_error(
             group, live_env, "traffic", {"STRANGLER_READ_TIMEOUT": "30", "STRANGLER_ACCESS_LOG": "true"}
         )
         plan = tmp_path / "plan.yaml"
-        plan.write_text(PLAN.format(legacy=legacy_stack.base_url, new=new_generation))
+        plan.write_text(two_generations_plan(legacy_url=legacy_stack.base_url, new_url=new_generation))
         operator("load-plan", str(plan), "--why", "two generations of the monolith")
         for name in SLICES:
             for _ in ("syncing", "shadow", "canary"):
@@ -264,7 +264,7 @@ def test_weight_changes_and_cutover_under_traffic_cause_no_customer_error(
     assert not AuditEntry.objects.using("control").filter(who__startswith="proxy:").exists()
     # Orders the staff confirmed go through production; waiting keeps the session's worker from
     # writing into the next test's database after this one is flushed.
-    wait_until(lambda: not in_flight_orders().exists(), seconds=60, interval=0.2)
+    orders_in_flight_wait()
 
 
 def test_the_shipped_plan_serves_todays_traffic_through_the_proxy_without_an_error(
@@ -320,11 +320,4 @@ def test_the_shipped_plan_serves_todays_traffic_through_the_proxy_without_an_err
         traffic.stderr[-2000:],
     )
     assert summary["routes"]["GET /mes/api/production-orders/"]["count"] > 0, summary["routes"]
-    wait_until(lambda: not in_flight_orders().exists(), seconds=60, interval=0.2)
-
-
-def in_flight_orders():  # type: ignore[no-untyped-def]
-    confirmed_by_traffic = Order.objects.filter(history__actor=STAFF_USERNAME).exclude(
-        status=OrderStatus.DONE
-    )
-    return Order.objects.filter(status=OrderStatus.CONFIRMED) | confirmed_by_traffic
+    orders_in_flight_wait()

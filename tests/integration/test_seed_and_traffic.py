@@ -7,9 +7,8 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,6 +21,7 @@ from legacy.mes.services import quote_calculate
 from legacy.shop.models import Customer, Order, OrderLine, OrderStatus, OrderStatusChange, Product
 from legacy.traffic.credentials import API_KEY_PREFIX, STAFF_USERNAME
 from ops.process_group import free_port, manage_command
+from tests.integration.orders_in_flight import orders_in_flight_wait
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +47,6 @@ HISTORIES = {
     "in_production": ["placed", "confirmed", "in_production"],
     "done": ["placed", "confirmed", "in_production", "done"],
 }
-
-
-def wait_for(predicate: Callable[[], bool], *, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {seconds} s")
-        time.sleep(0.1)
 
 
 def seed(**options: object) -> str:
@@ -164,14 +156,7 @@ def test_traffic_against_the_running_monolith_sees_no_error_on_any_route(
     assert not ApiKey.objects.filter(name__startswith=API_KEY_PREFIX).exists()
     # Every order the staff confirmed goes through production; waiting for it also keeps the
     # worker from writing into the next test's database after this one is flushed.
-    wait_for(lambda: not in_flight_orders().exists(), seconds=60)
-
-
-def in_flight_orders():  # type: ignore[no-untyped-def]
-    confirmed_by_traffic = Order.objects.filter(history__actor=STAFF_USERNAME).exclude(
-        status=OrderStatus.DONE
-    )
-    return Order.objects.filter(status=OrderStatus.CONFIRMED) | confirmed_by_traffic
+    orders_in_flight_wait()
 
 
 @pytest.mark.django_db

@@ -1,29 +1,7 @@
-"""Percentiles and the run summary's verdict."""
+"""The run summary: its figures per route and role, and its verdict (the percentile itself is
+harness.percentiles', tested in harness/tests)."""
 
-import pytest
-
-from legacy.traffic.stats import TrafficSummary, percentile
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.50) == 50.0
-    assert percentile(values, 0.90) == 90.0
-    assert percentile(values, 0.99) == 99.0
-    assert percentile(values, 1.0) == 100.0
-    assert percentile(values, 0.0) == 1.0
-
-
-def test_percentile_of_few_values_never_interpolates() -> None:
-    assert percentile([3.0, 10.0], 0.5) == 3.0
-    assert percentile([3.0, 10.0], 0.51) == 10.0
-    assert percentile([7.0], 0.99) == 7.0
-    assert percentile([], 0.99) == 0.0
-
-
-def test_percentile_refuses_a_fraction_outside_zero_to_one() -> None:
-    with pytest.raises(ValueError):
-        percentile([1.0], 99)
+from legacy.traffic.stats import TrafficSummary
 
 
 def test_summary_fails_on_any_error_and_groups_by_route_and_role() -> None:
