@@ -26,6 +26,27 @@ class StaffApi(APIView):
         return str(getattr(request.user, "username", "api"))
 
 
+class ApiRootApi(StaffApi):
+    """What the staff API offers, so a newcomer at /_strangler/api/ finds the rest."""
+
+    def get(self, request: Request) -> Response:
+        base = request.build_absolute_uri()
+        return Response(
+            {
+                "slices": f"{base}slices/",
+                "slice": f"{base}slices/<name>/",
+                "slice_actions": {
+                    "url": f"{base}slices/<name>/<action>/",
+                    "actions": ["weight", "shadow", "pause", "resume", "promote", "rollback"],
+                },
+                "routes": f"{base}routes/",
+                "audit": f"{base}audit/",
+                "shadow": f"{base}shadow/",
+                "plan": f"{base}plan/",
+            }
+        )
+
+
 class RouteSerializer(serializers.ModelSerializer):
     slice = serializers.CharField(source="slice.name")
 

@@ -1,7 +1,8 @@
 """The migration plan file (YAML or JSON): parsing and validation that names the path of each bad field.
 
 A plan declares backends, the default backend for paths no slice owns, and slices with their routes,
-shadow noise rules, gates and rollback bounds. `${NAME}` in a backend URL is read from the environment.
+shadow noise rules, gates and rollback bounds. `${NAME}` in a backend URL is read from the environment;
+`${NAME:-default}` falls back to the default when NAME is unset or empty.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from strangler.models import Exposure
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PATH_PREFIX = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 
 
@@ -124,11 +125,12 @@ class _Checker:
 
 def _expand_env(value: str, path: str, checker: _Checker) -> str:
     def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name) or default
+        if value is None:
             checker.fail(path, f"refers to ${{{name}}}, which is not set in the environment")
             return ""
-        return os.environ[name]
+        return value
 
     return _ENV_REF.sub(replace, value)
 

@@ -5,6 +5,7 @@ from django.urls import path
 from strangler import apis
 
 urlpatterns = [
+    path("", apis.ApiRootApi.as_view(), name="strangler-api-root"),
     path("slices/", apis.SliceListApi.as_view(), name="strangler-slices"),
     path("slices/<slug:name>/", apis.SliceDetailApi.as_view(), name="strangler-slice"),
     path("slices/<slug:name>/<slug:action>/", apis.SliceActionApi.as_view(), name="strangler-slice-action"),

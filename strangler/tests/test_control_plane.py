@@ -176,6 +176,40 @@ def test_the_monolith_plan_configured_for_load_plan_is_valid_and_exposes_what_is
     # monolith serves in the open may be closed by the plan before the MES split closes it.
     assert {r.name: r.exposure for s in plan.slices for r in s.routes}["production-orders"] == "public"
     assert plan.default_exposure == "public"
-    monkeypatch.delenv("SHOP_URL")
-    with pytest.raises(PlanError, match=r"plan.backends.shop.urls\[0\]: refers to \$\{SHOP_URL\}"):
-        plan_load_file(settings.STRANGLER_PLAN_FILE)
+    assert {b.name: b.urls for b in plan.backends}["shop"] == ["http://127.0.0.1:9001"]
+    # With nothing set (a newcomer's first load-plan), each backend has its documented local default.
+    for name in ["LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL"]:
+        monkeypatch.delenv(name)
+    defaults = {b.name: b.urls for b in plan_load_file(settings.STRANGLER_PLAN_FILE).backends}
+    assert defaults["legacy"] == ["http://127.0.0.1:8000"] and defaults["shop"] == ["http://127.0.0.1:8001"]
+
+
+def test_a_plan_url_names_an_environment_variable_with_or_without_a_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = (
+        "version: 1\ndefault_backend: legacy\nbackends:\n"
+        "  legacy: {urls: ['${PLAN_TEST_LEGACY:-http://127.0.0.1:7001}']}\n"
+        "  new: {urls: ['${PLAN_TEST_NEW}']}\nslices: {}\n"
+    )
+    monkeypatch.delenv("PLAN_TEST_LEGACY", raising=False)
+    monkeypatch.delenv("PLAN_TEST_NEW", raising=False)
+    with pytest.raises(PlanError, match=r"plan.backends.new.urls\[0\]: refers to \$\{PLAN_TEST_NEW\}"):
+        plan_parse(text)
+    monkeypatch.setenv("PLAN_TEST_NEW", "http://127.0.0.1:7002")
+    urls = {b.name: b.urls for b in plan_parse(text).backends}
+    assert urls == {"legacy": ["http://127.0.0.1:7001"], "new": ["http://127.0.0.1:7002"]}
+    monkeypatch.setenv("PLAN_TEST_LEGACY", "http://127.0.0.1:7003")
+    assert {b.name: b.urls for b in plan_parse(text).backends}["legacy"] == ["http://127.0.0.1:7003"]
+
+
+def test_backends_say_unknown_until_a_proxy_reports_and_then_since_when() -> None:
+    load()
+    out = StringIO()
+    call_command("strangler", "backends", stdout=out)
+    assert "unknown (no proxy has reported it yet)" in out.getvalue()
+    services.backend_health_record(name="legacy", healthy=False)
+    out = StringIO()
+    call_command("strangler", "backends", stdout=out)
+    legacy_line = next(line for line in out.getvalue().splitlines() if line.startswith("legacy "))
+    assert "DOWN since " in legacy_line

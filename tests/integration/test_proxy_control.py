@@ -130,6 +130,8 @@ def test_staff_api_through_the_proxy_acts_for_staff_and_audits(proxy_url: str) -
     services.plan_apply(plan=plan_parse(PLAN), who="setup")
     headers = {"Authorization": f"Token {proxy_staff_token()}"}
     api = f"{proxy_url}/_strangler/api"
+    root = requests.get(f"{api}/", headers=headers, timeout=5)
+    assert root.status_code == 200 and root.json()["slices"] == f"{api}/slices/", root.text[:300]
     listed = requests.get(f"{api}/slices/", headers=headers, timeout=5)
     assert listed.status_code == 200, listed.text[:300]
     assert listed.json()["results"][0]["name"] == "catalogue"

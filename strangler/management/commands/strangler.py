@@ -157,9 +157,13 @@ class Command(BaseCommand):
 
     def do_backends(self, options: dict[str, Any]) -> None:
         for backend in selectors.backend_list():
-            health = "healthy" if backend.healthy else "DOWN"
-            seen = backend.checked_at.isoformat() if backend.checked_at else "never checked"
-            self.stdout.write(f"{backend.name:<20} {health:<8} {' '.join(backend.base_urls)} ({seen})")
+            # Proxies report a backend's health when it changes: checked_at is when it last changed.
+            if backend.checked_at is None:
+                health = "unknown (no proxy has reported it yet)"
+            else:
+                state = "healthy" if backend.healthy else "DOWN"
+                health = f"{state} since {backend.checked_at.isoformat(timespec='seconds')}"
+            self.stdout.write(f"{backend.name:<20} {' '.join(backend.base_urls)}  {health}")
 
     def do_slice(self, options: dict[str, Any]) -> None:
         s = selectors.slice_list().filter(name=options["name"]).first()
@@ -359,7 +363,7 @@ class Command(BaseCommand):
         )
         self.stderr.write(
             f"{credential.username} ({state}): send 'Authorization: Token <token>' to /_strangler/api/; "
-            f"`SERVICE=proxy manage.py changepassword {credential.username}` gives an admin login."
+            "an admin login is `SERVICE=proxy manage.py createsuperuser`."
         )
 
     def do_export_nginx(self, options: dict[str, Any]) -> None:
