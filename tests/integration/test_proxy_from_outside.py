@@ -321,3 +321,27 @@ def test_http_1_0_without_host_gets_a_host_upstream_and_no_chunked_answer(stack:
     assert status == 200 and b"transfer-encoding" not in headers, headers
     assert len(body) == size and body[:512] == bytes(range(256)) * 2
     assert headers.get(b"content-length", [b"%d" % size]) == [b"%d" % size]
+
+
+def test_the_proxys_own_cookies_never_reach_a_backend(stack: Stack) -> None:
+    # Issue 7 follow-up: the Cookie header went to the backend unchanged, so a backend (and its logs)
+    # received the proxy admin's session, its CSRF token and the tester's override and pin cookies.
+    own = b"strangler_sessionid=admin; strangler_csrftoken=csrf; strangler_backend=t; strangler_pin=1"
+    theirs = b"sessionid=monolith-session; csrftoken=monolith-csrf; cart=3"
+    for cookies, expected in (
+        (own + b"; " + theirs, theirs),
+        (b"sessionid=monolith-session; " + own + b"; cart=3", b"sessionid=monolith-session; cart=3"),
+        (theirs, theirs),  # nothing of the proxy's: the header goes on as it came
+    ):
+        status, _, body = raw_exchange(
+            stack,
+            b"GET /echo/cookies HTTP/1.1\r\nHost: x\r\nCookie: " + cookies + b"\r\nConnection: close\r\n\r\n",
+        )
+        assert status == 200, body[:300]
+        assert json.loads(body)["headers"]["cookie"] == expected.decode()
+    # Only the proxy's cookies: the backend gets no Cookie header at all.
+    status, _, body = raw_exchange(
+        stack, b"GET /echo/cookies HTTP/1.1\r\nHost: x\r\nCookie: " + own + b"\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200 and "cookie" not in json.loads(body)["headers"]
+
