@@ -345,3 +345,25 @@ def test_the_proxys_own_cookies_never_reach_a_backend(stack: Stack) -> None:
     )
     assert status == 200 and "cookie" not in json.loads(body)["headers"]
 
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([b"X-Many-%d: v" % i for i in range(100)], 431),  # too many headers
+        ([b"X-Big-%d: " % i + b"v" * 15_000 for i in range(5)], 431),  # too many header bytes
+        ([b"X-Some-%d: v" % i for i in range(60)] + [b"X-Big: " + b"v" * 30_000], 200),  # within both
+    ],
+    ids=["100 headers", "75 KB of headers", "within the bounds"],
+)
+def test_the_proxy_bounds_request_headers_itself(stack: Stack, extra: list[bytes], expected: int) -> None:
+    # Issue 7 follow-up: ~100 headers were forwarded and the monolith's granian answered 431 with
+    # an empty body and no content type, which the proxy passed on.
+    path = b"/echo/headers-%d-%d" % (len(extra), sum(map(len, extra)))  # one per case in the stats
+    head = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + b"".join(h + b"\r\n" for h in extra)
+    status, headers, body = raw_exchange(stack, head + b"Connection: close\r\n\r\n")
+    assert status == expected, body[:300]
+    if expected == 431:
+        assert b"x-backend-name" not in headers  # refused before forwarding
+        assert assert_error_shape(status, headers, body)["code"] == "request_header_fields_too_large"
+    stats = requests.get(f"{stack.legacy_url}/_control/stats", timeout=5).json()["received"]
+    assert (f"GET {path.decode()}" in stats) == (expected == 200)
