@@ -6,7 +6,9 @@ head, or a head and then part of its body, held its connection for ever (slowlor
 head must arrive within the header timeout (counted from the connection or the request's first
 byte) and its body within the body timeout after the head; past either the client gets a JSON 408
 and the connection is closed. Requests the parser refuses (an unknown method, a malformed line or
-header) get a JSON 405/400 instead of uvicorn's text/plain "Invalid HTTP request received.".
+header) get a JSON 405/400 instead of uvicorn's text/plain "Invalid HTTP request received."; a
+request line that does not start with an HTTP token at all (a TLS ClientHello on the plain port,
+binary garbage) is a 400, not a 405.
 A head with more headers, or more header bytes, than the configured bounds gets a JSON 431 before
 the application sees it: neither uvicorn nor httptools bounds them, and a backend that does (granian
 refuses more than 100) would answer with an empty 431.
@@ -15,6 +17,7 @@ refuses more than 100) would answer with an empty 431.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httptools
@@ -26,6 +29,8 @@ from strangler.proxy.error_responses import error_response_bytes
 logger = structlog.get_logger(__name__)
 
 _HEAD, _BODY = 0, 1
+# A method is a token (RFC 9110 5.6.2); a request line starting otherwise is not HTTP at all.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class HeadersTooLarge(Exception):
@@ -137,7 +142,10 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserInvalidMethodError:
-            self._refuse(405, "method_not_allowed", "The proxy does not know this request method.")
+            if _TOKEN.fullmatch(data.lstrip(b"\r\n").split(b" ", 1)[0]):
+                self._refuse(405, "method_not_allowed", "The proxy does not know this request method.")
+            else:
+                self._refuse(400, "bad_request", "The request line is not HTTP.")
         except httptools.HttpParserError as error:
             if isinstance(error, httptools.HttpParserCallbackError) and isinstance(
                 error.__context__, HeadersTooLarge

@@ -367,3 +367,20 @@ def test_the_proxy_bounds_request_headers_itself(stack: Stack, extra: list[bytes
         assert assert_error_shape(status, headers, body)["code"] == "request_header_fields_too_large"
     stats = requests.get(f"{stack.legacy_url}/_control/stats", timeout=5).json()["received"]
     assert (f"GET {path.decode()}" in stats) == (expected == 200)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        # The start of a TLS ClientHello sent to the plain-HTTP port.
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)),
+        b"\x00\xff\xfe garbage /x HTTP/1.1",
+        b"G{T} /shop/api/products/ HTTP/1.1",
+    ],
+    ids=["tls client hello", "binary garbage", "method not a token"],
+)
+def test_a_request_line_that_is_not_http_is_a_bad_request(stack: Stack, request_line: bytes) -> None:
+    # Issue 7 follow-up: these got 405 method_not_allowed; only a well-formed unknown method is a 405.
+    status, headers, body = raw_exchange(stack, request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 400
+    assert assert_error_shape(status, headers, body)["code"] == "bad_request"
