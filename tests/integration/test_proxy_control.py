@@ -123,6 +123,7 @@ def test_staff_api_through_the_proxy_refuses_bad_credentials_with_json(proxy_url
         ({}, {}),
         ({"Authorization": "Token not-a-token"}, {}),
         ({}, {"sessionid": "not-a-session"}),
+        ({}, {"strangler_sessionid": "not-a-session"}),  # the proxy's own session cookie
     ):
         response = requests.get(api, headers=headers, cookies=cookies, timeout=5)
         assert response.status_code in (401, 403), (headers, cookies, response.text[:300])
