@@ -3,7 +3,9 @@ process (started as the README says) answering its health, staff API, admin and 
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -264,14 +266,9 @@ def _admin_login(browser: requests.Session, admin: str, username: str, password:
     assert signed_in.status_code == 200 and "Site administration" in signed_in.text, signed_in.text[:500]
 
 
-def test_the_monoliths_admin_and_the_proxys_stay_signed_in_side_by_side(
-    proxy_url: str, legacy_stack: LegacyStack
-) -> None:
-    # Issue 7 follow-up: both admins used the cookies `sessionid` and `csrftoken` with Path=/ on the
-    # same host, so signing in to the monolith's /admin/ through the proxy signed the operator out of
-    # /_strangler/admin/ (and the proxy's superuser session went to the monolith with every request).
-    from django.contrib.auth import get_user_model
-
+@pytest.fixture
+def before_the_monolith(proxy_url: str, legacy_stack: LegacyStack) -> str:
+    """The module's proxy with a plan whose backends are the monolith (the session's)."""
     services.plan_apply(
         plan=plan_parse(
             plan_text(
@@ -284,6 +281,16 @@ def test_the_monoliths_admin_and_the_proxys_stay_signed_in_side_by_side(
         who="setup",
     )
     proxy_caught_up(proxy_url)
+    return proxy_url
+
+
+def test_the_monoliths_admin_and_the_proxys_stay_signed_in_side_by_side(before_the_monolith: str) -> None:
+    # Issue 7 follow-up: both admins used the cookies `sessionid` and `csrftoken` with Path=/ on the
+    # same host, so signing in to the monolith's /admin/ through the proxy signed the operator out of
+    # /_strangler/admin/ (and the proxy's superuser session went to the monolith with every request).
+    from django.contrib.auth import get_user_model
+
+    proxy_url = before_the_monolith
     proxy_staff_token("side-by-side")
     monolith_admin, _ = (
         get_user_model()
@@ -301,3 +308,30 @@ def test_the_monoliths_admin_and_the_proxys_stay_signed_in_side_by_side(
         assert page.status_code == 200 and "Site administration" in page.text, (admin, page.status_code)
     proxys = {c.name: c.path for c in browser.cookies if c.name.startswith("strangler_")}
     assert proxys == {"strangler_sessionid": "/_strangler/", "strangler_csrftoken": "/_strangler/"}
+
+
+def _head_status(url: str, headers: int) -> tuple[int, bytes, bytes]:
+    """Status, head and body of a GET carrying `headers` headers (Host and Connection included)."""
+    host, port = urlsplit(url).netloc.split(":")
+    extra = b"".join(b"X-Header-%d: v\r\n" % i for i in range(headers - 2))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + extra + b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head, body
+
+
+def test_the_proxys_header_bound_leaves_room_under_the_monoliths(
+    before_the_monolith: str, legacy_stack: LegacyStack
+) -> None:
+    # Issue 7 follow-up: a request with ~100 headers was forwarded, and the monolith's granian
+    # answered 431 with an empty body and no content type, which the proxy passed on.
+    status, head, body = _head_status(legacy_stack.base_url, 101)
+    assert status == 431 and body == b"", head  # the monolith's own bound, as the tester met it
+    status, head, body = _head_status(before_the_monolith, 90)  # the proxy's bound (default)
+    assert status == 200, (head, body[:300])  # with the proxy's own headers added, still accepted
+    status, head, body = _head_status(before_the_monolith, 91)
+    assert status == 431 and b"content-type: application/json" in head.lower(), head
+    assert json.loads(body)["error"]["code"] == "request_header_fields_too_large"
