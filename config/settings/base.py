@@ -62,10 +62,10 @@ USE_TZ = True
 # the migrated system's (the legacy monolith's /static/ included).
 STATIC_URL = "/_strangler/static/" if SERVICE == "proxy" else "/static/"
 # The proxy's admin shares the host with the migrated system's (the monolith's /admin/ uses Django's
-# `sessionid` and `csrftoken` with Path=/): the proxy's own cookies get their own names, all starting
-# with "strangler_" (the proxy keeps every cookie of its own from the backends by that prefix, see
-# strangler.proxy.header_policy), and the path of its own pages, so neither side overwrites the
-# other's session and a browser sends the proxy's session nowhere else.
+# `sessionid` and `csrftoken` with Path=/): the proxy's own cookies get their own names, starting with
+# "strangler_" like every cookie of the proxy's (it removes them from what it forwards to a backend,
+# and looks only at Cookie headers holding that prefix; strangler.proxy.header_policy), and the path
+# of its own pages, so neither side overwrites the other's session.
 if SERVICE == "proxy":
     SESSION_COOKIE_NAME = "strangler_sessionid"
     SESSION_COOKIE_PATH = "/_strangler/"
