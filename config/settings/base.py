@@ -61,6 +61,16 @@ USE_TZ = True
 # The proxy's own pages live under /_strangler/, so its static files do too: every other path is
 # the migrated system's (the legacy monolith's /static/ included).
 STATIC_URL = "/_strangler/static/" if SERVICE == "proxy" else "/static/"
+# The proxy's admin shares the host with the migrated system's (the monolith's /admin/ uses Django's
+# `sessionid` and `csrftoken` with Path=/): the proxy's own cookies get their own names, starting with
+# "strangler_" like every cookie of the proxy's (it removes them from what it forwards to a backend,
+# and looks only at Cookie headers holding that prefix; strangler.proxy.header_policy), and the path
+# of its own pages, so neither side overwrites the other's session.
+if SERVICE == "proxy":
+    SESSION_COOKIE_NAME = "strangler_sessionid"
+    SESSION_COOKIE_PATH = "/_strangler/"
+    CSRF_COOKIE_NAME = "strangler_csrftoken"
+    CSRF_COOKIE_PATH = "/_strangler/"
 # WhiteNoise serves them straight from the apps' static folders (indexed once at start), so there
 # is no collectstatic step (and no STATIC_ROOT) to forget.
 WHITENOISE_USE_FINDERS = True

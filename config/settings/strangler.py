@@ -17,6 +17,11 @@ STRANGLER_MAX_PINS = env.int("STRANGLER_MAX_PINS", default=100_000)
 # the proxy answers 408 and closes the connection (slow or stalled clients cannot hold it open).
 STRANGLER_HEADER_TIMEOUT = env.float("STRANGLER_HEADER_TIMEOUT", default=10.0)
 STRANGLER_BODY_TIMEOUT = env.float("STRANGLER_BODY_TIMEOUT", default=30.0)
+# A request head with more headers, or more bytes of header names and values, is answered 431 by
+# the proxy before anything is forwarded. The count leaves room for the few the proxy adds (request
+# id, trace context, X-Forwarded-*, Host) under the monolith's granian, which refuses more than 100.
+STRANGLER_MAX_HEADERS = env.int("STRANGLER_MAX_HEADERS", default=90)
+STRANGLER_MAX_HEADER_BYTES = env.int("STRANGLER_MAX_HEADER_BYTES", default=64 * 1024)
 # How often a proxy checks the control database's routing version (a change lands within this).
 STRANGLER_POLL_INTERVAL = env.float("STRANGLER_POLL_INTERVAL", default=0.2)
 # Length of one canary analysis interval (automatic rollback counts intervals past the bounds).

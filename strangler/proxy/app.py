@@ -26,7 +26,7 @@ from strangler.proxy import metrics
 from strangler.proxy.analysis import CanaryAnalyzer
 from strangler.proxy.error_responses import error_send
 from strangler.proxy.freeze import WriteFreeze
-from strangler.proxy.header_policy import HOP_BY_HOP, HeaderPolicy
+from strangler.proxy.header_policy import HOP_BY_HOP, PIN_COOKIE, HeaderPolicy
 from strangler.proxy.mirror import ShadowMirror
 from strangler.proxy.pins import Pins
 from strangler.proxy.request import ProxyRequest, RequestRefused
@@ -57,6 +57,7 @@ class ProxyApp:
             trusted_proxies=settings.STRANGLER_TRUSTED_PROXIES,
             override_secret=settings.STRANGLER_OVERRIDE_SECRET,
             max_body=self.max_body,
+            own_cookies=(settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME),
         )
         self.upstream = UpstreamClient(
             connect_timeout=settings.STRANGLER_CONNECT_TIMEOUT,
@@ -359,7 +360,8 @@ class ProxyApp:
             response_headers.append(
                 (
                     b"set-cookie",
-                    b"strangler_pin=%d; Max-Age=%d; Path=/; HttpOnly; SameSite=Lax"
+                    PIN_COOKIE
+                    + b"=%d; Max-Age=%d; Path=/; HttpOnly; SameSite=Lax"
                     % (int(time.time()) + seconds, seconds),
                 )
             )

@@ -3,7 +3,9 @@
 Hop-by-hop headers and the ones only the proxy may set are dropped; request id, trace context and
 X-Forwarded-* are (re)written by the proxy; the customer key, tester override, pin cookie, internal
 token and Content-Length are read defensively: any byte sequence is either used, ignored or refused
-with a 4xx, never an exception.
+with a 4xx, never an exception. The proxy's own cookies (the tester override, the read-your-writes pin,
+its admin's session and CSRF token) are read here and never forwarded: a backend must not receive an
+operator's proxy session, nor confuse it with its own.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ DROP_REQUEST = HOP_BY_HOP | {
 }
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+# Every cookie the proxy sets or reads starts with this; a Cookie header without it (nearly all of
+# them) is forwarded as it came, without being split.
+OWN_COOKIE_PREFIX = b"strangler_"
+OVERRIDE_COOKIE = b"strangler_backend"
+PIN_COOKIE = b"strangler_pin"
 # Epoch seconds fit in 10 digits until the year 2286; longer is not a pin the proxy set.
 _MAX_PIN_DIGITS = 10
 # A Content-Length beyond 18 digits is not a body size anyone sends (and int() of it is not free).
@@ -55,11 +62,30 @@ def cookie_value(cookies: bytes, name: bytes) -> bytes:
     return b""
 
 
+def cookies_without(cookies: bytes, names: frozenset[bytes]) -> bytes:
+    """The Cookie header without the cookies named in `names`; b"" when none is left."""
+    kept = [part for part in cookies.split(b";") if part.strip().partition(b"=")[0] not in names]
+    return b";".join(kept).strip(b" \t")
+
+
 class HeaderPolicy:
-    def __init__(self, *, trusted_proxies: Iterable[str], override_secret: str, max_body: int) -> None:
+    def __init__(
+        self,
+        *,
+        trusted_proxies: Iterable[str],
+        override_secret: str,
+        max_body: int,
+        own_cookies: Iterable[str] = (),
+    ) -> None:
+        """`own_cookies`: the proxy's cookies besides the override and the pin (its admin's session
+        and CSRF cookies), each named with OWN_COOKIE_PREFIX."""
         self.trusted_proxies = frozenset(trusted_proxies)
         self.override_secret = override_secret.encode()
         self.max_body = max_body
+        self.own_cookies = frozenset({OVERRIDE_COOKIE, PIN_COOKIE, *(name.encode() for name in own_cookies)})
+        unprefixed = sorted(n.decode() for n in self.own_cookies if not n.startswith(OWN_COOKIE_PREFIX))
+        if unprefixed:
+            raise ValueError(f"the proxy's cookies must be named {OWN_COOKIE_PREFIX.decode()}*: {unprefixed}")
 
     def parse(self, scope: MutableMapping[str, Any]) -> ProxyRequest:
         """The request object for one ASGI http scope; raises RequestRefused for a 4xx."""
@@ -92,6 +118,10 @@ class HeaderPolicy:
                 api_key = value
             elif name == b"cookie":
                 cookies = value if not cookies else cookies + b"; " + value
+                if OWN_COOKIE_PREFIX in value:
+                    value = cookies_without(value, self.own_cookies)
+                    if not value:
+                        continue
             elif name == b"host":
                 host = value
             forward.append((name, value))
@@ -131,10 +161,10 @@ class HeaderPolicy:
 
         pinned_until = 0
         if cookies:
-            if not override and b"strangler_backend" in cookies:
-                override = cookie_value(cookies, b"strangler_backend")
-            if b"strangler_pin" in cookies:
-                pin = cookie_value(cookies, b"strangler_pin")
+            if not override and OVERRIDE_COOKIE in cookies:
+                override = cookie_value(cookies, OVERRIDE_COOKIE)
+            if PIN_COOKIE in cookies:
+                pin = cookie_value(cookies, PIN_COOKIE)
                 if pin.isdigit() and len(pin) <= _MAX_PIN_DIGITS:
                     pinned_until = int(pin)
         path: str = scope["path"]
@@ -148,6 +178,7 @@ class HeaderPolicy:
             peer=peer,
             forward_headers=forward,
             has_host=bool(host),
+            # `sessionid` is the migrated system's session (the proxy's own is strangler_sessionid).
             customer_key=auth + api_key + (cookie_value(cookies, b"sessionid") if cookies else b"")
             or peer_bytes,
             request_id=request_id,

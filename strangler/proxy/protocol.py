@@ -6,12 +6,18 @@ head, or a head and then part of its body, held its connection for ever (slowlor
 head must arrive within the header timeout (counted from the connection or the request's first
 byte) and its body within the body timeout after the head; past either the client gets a JSON 408
 and the connection is closed. Requests the parser refuses (an unknown method, a malformed line or
-header) get a JSON 405/400 instead of uvicorn's text/plain "Invalid HTTP request received.".
+header) get a JSON 405/400 instead of uvicorn's text/plain "Invalid HTTP request received."; a
+request line that does not start with an HTTP token at all (a TLS ClientHello on the plain port,
+binary garbage) is a 400, not a 405.
+A head with more headers, or more header bytes, than the configured bounds gets a JSON 431 before
+the application sees it: neither uvicorn nor httptools bounds them, and a backend that does (granian
+refuses more than 100) would answer with an empty 431.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httptools
@@ -23,11 +29,19 @@ from strangler.proxy.error_responses import error_response_bytes
 logger = structlog.get_logger(__name__)
 
 _HEAD, _BODY = 0, 1
+# A method is a token (RFC 9110 5.6.2); a request line starting otherwise is not HTTP at all.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class HeadersTooLarge(Exception):
+    """A request head past the header count or size bound (raised inside the parser's callback)."""
 
 
 class ProxyHttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
+    max_headers = 90
+    max_header_bytes = 64 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -35,6 +49,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self.read_phase = _HEAD
         self.read_deadline = 0.0
         self.request_begun = False  # a byte of a request arrived since the last one completed
+        self.header_bytes = 0  # names and values of the current request's headers so far
 
     # One timer per request: armed when a request (or the connection) starts, moved on to the body
     # deadline only if it fires while the body is still coming, cancelled when the request is complete.
@@ -61,8 +76,15 @@ class ProxyHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.request_begun = True
+        self.header_bytes = 0
         if self.read_timer is None:
             self._arm()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.header_bytes += len(name) + len(value)
+        if len(self.headers) > self.max_headers or self.header_bytes > self.max_header_bytes:
+            raise HeadersTooLarge  # httptools stops parsing and raises HttpParserCallbackError
 
     def on_headers_complete(self) -> None:
         self.read_phase = _BODY
@@ -120,19 +142,40 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserInvalidMethodError:
-            self._refuse(405, "method_not_allowed", "The proxy does not know this request method.")
-        except httptools.HttpParserError:
-            self._refuse(400, "bad_request", "The request is not valid HTTP/1.1.")
+            if _TOKEN.fullmatch(data.lstrip(b"\r\n").split(b" ", 1)[0]):
+                self._refuse(405, "method_not_allowed", "The proxy does not know this request method.")
+            else:
+                self._refuse(400, "bad_request", "The request line is not HTTP.")
+        except httptools.HttpParserError as error:
+            if isinstance(error, httptools.HttpParserCallbackError) and isinstance(
+                error.__context__, HeadersTooLarge
+            ):
+                self._refuse(
+                    431,
+                    "request_header_fields_too_large",
+                    f"A request may have at most {self.max_headers} headers "
+                    f"and {self.max_header_bytes} bytes of them.",
+                )
+            else:
+                self._refuse(400, "bad_request", "The request is not valid HTTP/1.1.")
         except httptools.HttpParserUpgrade:
             # The proxy forwards plain HTTP only (uvicorn runs with ws="none"): the request goes on
             # without its Upgrade (a hop-by-hop header), and the backend answers it as a normal one.
             logger.debug("proxy.upgrade_ignored", client=self.client)
 
 
-def proxy_protocol(*, header_timeout: float, body_timeout: float) -> type[ProxyHttpProtocol]:
-    """The protocol class uvicorn instantiates per connection, with the configured deadlines."""
+def proxy_protocol(
+    *, header_timeout: float, body_timeout: float, max_headers: int, max_header_bytes: int
+) -> type[ProxyHttpProtocol]:
+    """The protocol class uvicorn instantiates per connection, with the configured deadlines and
+    header bounds."""
     return type(
         "ConfiguredProxyHttpProtocol",
         (ProxyHttpProtocol,),
-        {"header_timeout": header_timeout, "body_timeout": body_timeout},
+        {
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+            "max_headers": max_headers,
+            "max_header_bytes": max_header_bytes,
+        },
     )

@@ -16,7 +16,10 @@ def proxy_serve(*, host: str, port: int) -> None:
         port=port,
         loop="uvloop",
         http=proxy_protocol(
-            header_timeout=settings.STRANGLER_HEADER_TIMEOUT, body_timeout=settings.STRANGLER_BODY_TIMEOUT
+            header_timeout=settings.STRANGLER_HEADER_TIMEOUT,
+            body_timeout=settings.STRANGLER_BODY_TIMEOUT,
+            max_headers=settings.STRANGLER_MAX_HEADERS,
+            max_header_bytes=settings.STRANGLER_MAX_HEADER_BYTES,
         ),
         ws="none",  # the proxy forwards HTTP only
         lifespan="on",

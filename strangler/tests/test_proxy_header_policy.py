@@ -9,12 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strangler.proxy.header_policy import HeaderPolicy, cookie_value
+from strangler.proxy.header_policy import HeaderPolicy, cookie_value, cookies_without
 from strangler.proxy.overrides import override_token_issue, override_verify
 from strangler.proxy.request import RequestRefused
 
 SECRET = "s3cret"
-POLICY = HeaderPolicy(trusted_proxies=["10.0.0.1"], override_secret=SECRET, max_body=1000)
+OWN_COOKIES = ["strangler_sessionid", "strangler_csrftoken", "strangler_backend", "strangler_pin"]
+POLICY = HeaderPolicy(
+    trusted_proxies=["10.0.0.1"], override_secret=SECRET, max_body=1000, own_cookies=OWN_COOKIES[:2]
+)
 NAMES = [
     b"x-strangler-backend",
     b"cookie",
@@ -95,3 +98,52 @@ def test_content_length_is_checked_and_bounded() -> None:
         POLICY.parse(_scope([(b"content-length", b"9" * 5000)]))
     assert bad.value.status == 400
     assert POLICY.parse(_scope([(b"content-length", b"10")])).content_length == 10
+
+
+def _forwarded_cookie_names(request: Any) -> list[bytes]:
+    return [
+        part.strip().partition(b"=")[0]
+        for name, value in request.forward_headers
+        if name == b"cookie"
+        for part in value.split(b";")
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*OWN_COOKIES, "sessionid", "csrftoken", "cart", "strangler_other"]),
+            st.binary(max_size=20).filter(lambda value: b";" not in value),
+        ),
+        max_size=8,
+    ),
+    st.integers(min_value=1, max_value=3),
+)
+def test_the_proxys_own_cookies_are_never_forwarded(cookies: list[tuple[str, bytes]], headers: int) -> None:
+    parts = [name.encode() + b"=" + value for name, value in cookies]
+    # The cookies split over one to three Cookie headers, as HTTP/2 clients send them.
+    split = [b"; ".join(parts[i::headers]) for i in range(headers)]
+    request = POLICY.parse(_scope([(b"cookie", value) for value in split if value]))
+    forwarded = _forwarded_cookie_names(request)
+    assert not set(forwarded) & {name.encode() for name in OWN_COOKIES}
+    theirs = [n.encode() for n, _ in cookies if n not in OWN_COOKIES]
+    assert sorted(forwarded) == sorted(theirs)
+
+
+def test_the_customer_key_is_the_backends_session_not_the_proxys() -> None:
+    theirs = POLICY.parse(_scope([(b"cookie", b"strangler_sessionid=proxy; sessionid=customer")]))
+    assert theirs.customer_key == b"customer"
+    assert POLICY.parse(_scope([(b"cookie", b"strangler_sessionid=proxy")])).customer_key == b"10.0.0.1"
+
+
+def test_cookies_without_keeps_the_others_as_they_came() -> None:
+    own = frozenset({b"strangler_pin"})
+    assert cookies_without(b"a=1; strangler_pin=2; b=3", own) == b"a=1; b=3"
+    assert cookies_without(b"strangler_pin=2; a=1", own) == b"a=1"
+    assert cookies_without(b"strangler_pin=2", own) == b""
+    assert cookies_without(b"strangler_pinned=2", own) == b"strangler_pinned=2"
+
+
+def test_a_cookie_of_the_proxys_must_carry_its_prefix() -> None:
+    with pytest.raises(ValueError, match="sessionid"):
+        HeaderPolicy(trusted_proxies=[], override_secret="", max_body=1, own_cookies=["sessionid"])

@@ -3,25 +3,31 @@ process (started as the README says) answering its health, staff API, admin and 
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from django.db import OperationalError, connections, transaction
 
+from harness.proxy_plan import plan_route, plan_slice, plan_text
 from harness.waiting import wait_until
 from ops.process_group import ProcessGroup, manage_command
 from strangler import services
 from strangler.models import AuditEntry, Slice
 from strangler.plan import plan_parse
 from strangler.tests.test_control_plane import PLAN
+from tests.conftest import LegacyStack
 from tests.integration.proxy_stack import (
     STAFF_PASSWORD,
     as_the_readme_says,
+    proxy_caught_up,
     proxy_staff_token,
     proxy_start,
 )
@@ -119,6 +125,7 @@ def test_staff_api_through_the_proxy_refuses_bad_credentials_with_json(proxy_url
         ({}, {}),
         ({"Authorization": "Token not-a-token"}, {}),
         ({}, {"sessionid": "not-a-session"}),
+        ({}, {"strangler_sessionid": "not-a-session"}),  # the proxy's own session cookie
     ):
         response = requests.get(api, headers=headers, cookies=cookies, timeout=5)
         assert response.status_code in (401, 403), (headers, cookies, response.text[:300])
@@ -242,3 +249,91 @@ def test_a_proxy_staff_token_from_the_readme_command_opens_the_staff_api(
     assert rotated != token
     assert requests.get(api, headers={"Authorization": f"Token {token}"}, timeout=5).status_code == 401
     assert requests.get(api, headers={"Authorization": f"Token {rotated}"}, timeout=5).status_code == 200
+
+
+def _admin_login(browser: requests.Session, admin: str, username: str, password: str) -> None:
+    login = browser.get(f"{admin}/login/", timeout=5)
+    assert login.status_code == 200, login.text[:300]
+    home = urlsplit(admin).path + "/"
+    signed_in = browser.post(
+        f"{admin}/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": _form_token(login.text),
+            "next": home,
+        },
+        timeout=10,
+    )
+    assert signed_in.status_code == 200 and "Site administration" in signed_in.text, signed_in.text[:500]
+
+
+@pytest.fixture
+def before_the_monolith(proxy_url: str, legacy_stack: LegacyStack) -> str:
+    """The module's proxy with a plan whose backends are the monolith (the session's)."""
+    services.plan_apply(
+        plan=plan_parse(
+            plan_text(
+                backends={"legacy": legacy_stack.base_url, "new": legacy_stack.base_url},
+                slices={
+                    "catalogue": plan_slice(service="new", routes=[plan_route("p", "/shop/api/products/")])
+                },
+            )
+        ),
+        who="setup",
+    )
+    proxy_caught_up(proxy_url)
+    return proxy_url
+
+
+def test_the_monoliths_admin_and_the_proxys_stay_signed_in_side_by_side(before_the_monolith: str) -> None:
+    # Issue 7 follow-up: both admins used the cookies `sessionid` and `csrftoken` with Path=/ on the
+    # same host, so signing in to the monolith's /admin/ through the proxy signed the operator out of
+    # /_strangler/admin/ (and the proxy's superuser session went to the monolith with every request).
+    from django.contrib.auth import get_user_model
+
+    proxy_url = before_the_monolith
+    proxy_staff_token("side-by-side")
+    monolith_admin, _ = (
+        get_user_model()
+        .objects.db_manager("default")
+        .get_or_create(username="monolith-admin", defaults={"is_staff": True, "is_superuser": True})
+    )
+    monolith_admin.set_password("monolith-password")
+    monolith_admin.save(using="default")
+
+    browser = requests.Session()
+    _admin_login(browser, f"{proxy_url}/_strangler/admin", "side-by-side", STAFF_PASSWORD)
+    _admin_login(browser, f"{proxy_url}/admin", "monolith-admin", "monolith-password")
+    for admin in (f"{proxy_url}/_strangler/admin/", f"{proxy_url}/admin/"):
+        page = browser.get(admin, allow_redirects=False, timeout=5)
+        assert page.status_code == 200 and "Site administration" in page.text, (admin, page.status_code)
+    proxys = {c.name: c.path for c in browser.cookies if c.name.startswith("strangler_")}
+    assert proxys == {"strangler_sessionid": "/_strangler/", "strangler_csrftoken": "/_strangler/"}
+
+
+def _head_status(url: str, headers: int) -> tuple[int, bytes, bytes]:
+    """Status, head and body of a GET carrying `headers` headers (Host and Connection included)."""
+    host, port = urlsplit(url).netloc.split(":")
+    extra = b"".join(b"X-Header-%d: v\r\n" % i for i in range(headers - 2))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + extra + b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head, body
+
+
+def test_the_proxys_header_bound_leaves_room_under_the_monoliths(
+    before_the_monolith: str, legacy_stack: LegacyStack
+) -> None:
+    # Issue 7 follow-up: a request with ~100 headers was forwarded, and the monolith's granian
+    # answered 431 with an empty body and no content type, which the proxy passed on.
+    status, head, body = _head_status(legacy_stack.base_url, 101)
+    assert status == 431 and body == b"", head  # the monolith's own bound, as the tester met it
+    status, head, body = _head_status(before_the_monolith, 90)  # the proxy's bound (default)
+    assert status == 200, (head, body[:300])  # with the proxy's own headers added, still accepted
+    status, head, body = _head_status(before_the_monolith, 91)
+    assert status == 431 and b"content-type: application/json" in head.lower(), head
+    assert json.loads(body)["error"]["code"] == "request_header_fields_too_large"

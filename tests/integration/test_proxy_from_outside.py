@@ -321,3 +321,66 @@ def test_http_1_0_without_host_gets_a_host_upstream_and_no_chunked_answer(stack:
     assert status == 200 and b"transfer-encoding" not in headers, headers
     assert len(body) == size and body[:512] == bytes(range(256)) * 2
     assert headers.get(b"content-length", [b"%d" % size]) == [b"%d" % size]
+
+
+def test_the_proxys_own_cookies_never_reach_a_backend(stack: Stack) -> None:
+    # Issue 7 follow-up: the Cookie header went to the backend unchanged, so a backend (and its logs)
+    # received the proxy admin's session, its CSRF token and the tester's override and pin cookies.
+    own = b"strangler_sessionid=admin; strangler_csrftoken=csrf; strangler_backend=t; strangler_pin=1"
+    theirs = b"sessionid=monolith-session; csrftoken=monolith-csrf; cart=3"
+    for cookies, expected in (
+        (own + b"; " + theirs, theirs),
+        (b"sessionid=monolith-session; " + own + b"; cart=3", b"sessionid=monolith-session; cart=3"),
+        (theirs, theirs),  # nothing of the proxy's: the header goes on as it came
+    ):
+        status, _, body = raw_exchange(
+            stack,
+            b"GET /echo/cookies HTTP/1.1\r\nHost: x\r\nCookie: " + cookies + b"\r\nConnection: close\r\n\r\n",
+        )
+        assert status == 200, body[:300]
+        assert json.loads(body)["headers"]["cookie"] == expected.decode()
+    # Only the proxy's cookies: the backend gets no Cookie header at all.
+    status, _, body = raw_exchange(
+        stack, b"GET /echo/cookies HTTP/1.1\r\nHost: x\r\nCookie: " + own + b"\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200 and "cookie" not in json.loads(body)["headers"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([b"X-Many-%d: v" % i for i in range(100)], 431),  # too many headers
+        ([b"X-Big-%d: " % i + b"v" * 15_000 for i in range(5)], 431),  # too many header bytes
+        ([b"X-Some-%d: v" % i for i in range(60)] + [b"X-Big: " + b"v" * 30_000], 200),  # within both
+    ],
+    ids=["100 headers", "75 KB of headers", "within the bounds"],
+)
+def test_the_proxy_bounds_request_headers_itself(stack: Stack, extra: list[bytes], expected: int) -> None:
+    # Issue 7 follow-up: ~100 headers were forwarded and the monolith's granian answered 431 with
+    # an empty body and no content type, which the proxy passed on.
+    path = b"/echo/headers-%d-%d" % (len(extra), sum(map(len, extra)))  # one per case in the stats
+    head = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + b"".join(h + b"\r\n" for h in extra)
+    status, headers, body = raw_exchange(stack, head + b"Connection: close\r\n\r\n")
+    assert status == expected, body[:300]
+    if expected == 431:
+        assert b"x-backend-name" not in headers  # refused before forwarding
+        assert assert_error_shape(status, headers, body)["code"] == "request_header_fields_too_large"
+    stats = requests.get(f"{stack.legacy_url}/_control/stats", timeout=5).json()["received"]
+    assert (f"GET {path.decode()}" in stats) == (expected == 200)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        # The start of a TLS ClientHello sent to the plain-HTTP port.
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)),
+        b"\x00\xff\xfe garbage /x HTTP/1.1",
+        b"G{T} /shop/api/products/ HTTP/1.1",
+    ],
+    ids=["tls client hello", "binary garbage", "method not a token"],
+)
+def test_a_request_line_that_is_not_http_is_a_bad_request(stack: Stack, request_line: bytes) -> None:
+    # Issue 7 follow-up: these got 405 method_not_allowed; only a well-formed unknown method is a 405.
+    status, headers, body = raw_exchange(stack, request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 400
+    assert assert_error_shape(status, headers, body)["code"] == "bad_request"
