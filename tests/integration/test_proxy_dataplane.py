@@ -269,7 +269,7 @@ def test_idempotent_reads_fall_back_to_legacy_while_the_new_backend_is_down(stac
         wait_until(lambda: not Backend.objects.using("control").get(name="new").healthy, seconds=10)
         out = StringIO()
         call_command("strangler", "backends", stdout=out)
-        assert re.search(r"^new\s+DOWN", out.getvalue(), re.M), out.getvalue()
+        assert re.search(r"^new\s.*\sDOWN since ", out.getvalue(), re.M), out.getvalue()
     finally:
         stack.restart_new()
     wait_until(lambda: Backend.objects.using("control").get(name="new").healthy, seconds=10)
