@@ -30,6 +30,11 @@ ROUTING_VERSION = Gauge("strangler_proxy_routing_version", "Routing table versio
 PINS_EVICTED = Counter(
     "strangler_proxy_pins_evicted_total", "Read-your-writes pins dropped because the pin table was full"
 )
+CLIENT_READ_TIMEOUTS = Counter(
+    "strangler_proxy_client_read_timeouts_total",
+    "Requests closed because their headers or body did not arrive within the read deadline",
+    ["phase"],
+)
 ROLLBACKS = Counter("strangler_proxy_automatic_rollbacks_total", "Automatic rollbacks", ["slice"])
 
 _requests: dict[tuple[str, str, int], object] = {}

@@ -24,6 +24,7 @@ import httptools
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from strangler.proxy import metrics
 from strangler.proxy.error_responses import error_response_bytes
 
 logger = structlog.get_logger(__name__)
@@ -116,7 +117,10 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             # as the answer to a request that never arrived.
             self.transport.close()
             return
-        logger.info("proxy.client_read_timeout", phase="headers" if head else "body", client=self.client)
+        # Counted, and logged at debug only: a slow-client flood must not flood the log as well.
+        phase = "headers" if head else "body"
+        metrics.CLIENT_READ_TIMEOUTS.labels(phase).inc()
+        logger.debug("proxy.client_read_timeout", phase=phase, client=self.client)
         if head or cycle is None or not cycle.response_started:
             self._refuse(408, "request_timeout", "The request did not arrive in time.")
         else:

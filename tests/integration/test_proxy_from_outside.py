@@ -6,6 +6,7 @@ send the bytes) against the proxy started as the README says, in front of two co
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from decimal import Decimal
@@ -228,8 +229,15 @@ def test_bad_input_is_refused_or_ignored_never_a_500(stack: Stack, case: str) ->
         assert_error_shape(status, headers, body)
 
 
+def _read_timeouts(stack: Stack) -> dict[str, float]:
+    text = requests.get(f"{stack.proxy_url}/_strangler/metrics", timeout=5).text
+    found = re.findall(r'^strangler_proxy_client_read_timeouts_total\{phase="(\w+)"\} (\S+)$', text, re.M)
+    return {phase: float(value) for phase, value in found}
+
+
 def test_partial_requests_are_closed_after_a_bounded_time(stack: Stack) -> None:
     # Defect 7: 2,000 partial requests all stayed open after 40 s.
+    timeouts_before = _read_timeouts(stack)
     sockets: list[socket.socket] = []
     try:
         for i in range(150):
@@ -268,6 +276,10 @@ def test_partial_requests_are_closed_after_a_bounded_time(stack: Stack) -> None:
         # Nothing partial reached a backend.
         stats = requests.get(f"{stack.legacy_url}/_control/stats", timeout=5).json()["received"]
         assert "POST /echo/x" not in stats
+        # Operators see a slow-client flood in the metrics (the log keeps it at debug).
+        timeouts = _read_timeouts(stack)
+        for phase in ("headers", "body"):
+            assert timeouts.get(phase, 0) - timeouts_before.get(phase, 0) >= 50, timeouts
     finally:
         for sock in sockets:
             sock.close()
