@@ -27,6 +27,10 @@ _NEW_ANSWERS = (Phase.LIVE, Phase.RETIRED)
 _BOTH_ANSWER = (Phase.SHADOW, Phase.CANARY)
 
 
+# The proxy has four cookies of its own (strangler/proxy/header_policy.py); nginx drops that many.
+_OWN_COOKIES_MAX = 4
+
+
 class ExportError(Exception):
     """The routing uses something nginx cannot express; the message says what."""
 
@@ -90,6 +94,20 @@ def nginx_config_render(*, snapshot: RoutingSnapshot, listen: str, include_only:
     # it honours none, as the proxy honours none it cannot verify; testers use the proxy.
     emit("map $http_x_strangler_backend $strangler_override {")
     emit('    default "";')
+    emit("}")
+    # The proxy's own cookies (its admin's session and CSRF token, the override, the pin: all named
+    # strangler_*, which HeaderPolicy enforces) never reach a backend. One map drops one of them, so
+    # the chain drops up to _OWN_COOKIES_MAX, then a leading "; " left by dropping the first cookie.
+    previous = "$http_cookie"
+    for index in range(_OWN_COOKIES_MAX):
+        emit(f"map {previous} $strangler_cookie_{index} {{")
+        emit('    "~^(?<before>.*?)(?:^|;\\s*)strangler_[^;]*(?<after>.*)$" "$before$after";')
+        emit(f"    default {previous};")
+        emit("}")
+        previous = f"$strangler_cookie_{index}"
+    emit(f"map {previous} $strangler_cookie {{")
+    emit('    "~^;\\s*(?<rest>.*)$" $rest;')
+    emit(f"    default {previous};")
     emit("}")
     networks = settings.STRANGLER_INTERNAL_NETWORKS
     emit("geo $strangler_internal_net {")
@@ -157,6 +175,7 @@ def nginx_config_render(*, snapshot: RoutingSnapshot, listen: str, include_only:
     emit('    proxy_set_header Forwarded "";')
     emit('    proxy_set_header X-Real-IP "";')
     emit("    proxy_set_header X-Request-ID $request_id;")
+    emit("    proxy_set_header Cookie $strangler_cookie;")
     emit('    proxy_set_header X-Strangler-Backend "";')
     emit('    proxy_set_header X-Strangler-Internal-Token "";')
     emit(f"    proxy_connect_timeout {int(settings.STRANGLER_CONNECT_TIMEOUT * 1000)}ms;")

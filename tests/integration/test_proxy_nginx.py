@@ -115,6 +115,23 @@ def test_nginx_with_the_exported_config_routes_like_the_proxy(
         )
         wait_http_ok(f"http://127.0.0.1:{port}/crm/api/orders/", seconds=15, process=nginx.popen)
         through_nginx = request_sample(f"http://127.0.0.1:{port}")
+        # Like the proxy, nginx keeps the proxy's own cookies from the backends.
+        for cookies, expected in (
+            (
+                "strangler_sessionid=a; sessionid=s; strangler_csrftoken=c; cart=3; strangler_backend=t; "
+                "strangler_pin=1",
+                "sessionid=s; cart=3",
+            ),
+            ("sessionid=s; cart=3", "sessionid=s; cart=3"),
+        ):
+            echoed = requests.get(
+                f"http://127.0.0.1:{port}/echo/cookies", headers={"Cookie": cookies}, timeout=5
+            ).json()["headers"]
+            assert echoed.get("cookie") == expected, echoed
+        echoed = requests.get(
+            f"http://127.0.0.1:{port}/echo/cookies", headers={"Cookie": "strangler_pin=1"}, timeout=5
+        ).json()["headers"]
+        assert "cookie" not in echoed, echoed
     through_proxy = request_sample(stack_running.proxy_url)
     differences = [(a, b) for a, b in zip(through_proxy, through_nginx, strict=True) if a != b]
     assert differences == [], differences[:10]
