@@ -18,11 +18,11 @@ from django.db import transaction
 
 from cdc import metrics
 from cdc.cloudevents import stable_event_id
-from cdc.event_schemas import EventSchemaError, event_validate
+from cdc.event_schemas import EventSchemaError, ValidatedEvents, events_validated
 from cdc.models import CaptureDeadLetter
 from cdc.records import CapturedRecord, RecordTranslate
 from cdc.row_changes import UntranslatableChange
-from cdc.transports import Event, Publisher
+from cdc.transports import Publisher
 
 logger = structlog.get_logger(__name__)
 
@@ -73,12 +73,9 @@ class DeadLetter:
         )
 
 
-def record_events_checked(translate: RecordTranslate, record: CapturedRecord) -> list[Event]:
+def record_events_checked(translate: RecordTranslate, record: CapturedRecord) -> ValidatedEvents:
     """Translates one record and validates its events against their schemas (EventSchemaError)."""
-    events: list[Event] = translate(record)
-    for event in events:
-        event_validate(event)
-    return events
+    return events_validated(translate(record))
 
 
 def dead_letters_store(*, letters: Sequence[DeadLetter], at: datetime) -> int:
@@ -148,7 +145,7 @@ def dead_letter_get(*, letter_id: int) -> CaptureDeadLetter:
 @dataclass(frozen=True)
 class ReplayOutcome:
     letter_id: int
-    events: list[Event]
+    events: ValidatedEvents
     published: bool
 
 

@@ -28,6 +28,7 @@ from pydbzengine import BasePythonChangeHandler, DebeziumEngine
 
 from cdc import metrics
 from cdc.dead_letters import POISON_ERRORS, DeadLetter, dead_letters_store, record_events_checked
+from cdc.event_schemas import ValidatedEvents
 from cdc.java_logging import java_logging_route
 from cdc.jvm import jvm_find, jvm_options
 from cdc.models import EngineState
@@ -222,16 +223,17 @@ class PublishingHandler(BasePythonChangeHandler):
             if not connection.in_atomic_block:
                 connection.close()
 
-    def _translate(self, records: Sequence[Any]) -> tuple[list[Event], list[DeadLetter]]:
-        """The batch's events in order, and the changes that could not become valid events."""
-        events: list[Event] = []
+    def _translate(self, records: Sequence[Any]) -> tuple[ValidatedEvents, list[DeadLetter]]:
+        """The batch's events in order, each checked against its schema once (the publisher does
+        not check them again), and the changes that could not become valid events."""
+        parts: list[ValidatedEvents] = []
         letters: list[DeadLetter] = []
         for java_record in records:
             record = captured_record_from_java(java_record, with_headers=self.with_headers)
             if record.destination.endswith(HEARTBEAT_SUFFIX):
                 continue
             try:
-                events.extend(record_events_checked(self.translate, record))
+                parts.append(record_events_checked(self.translate, record))
             except POISON_ERRORS as error:
                 letters.append(
                     DeadLetter(
@@ -241,9 +243,9 @@ class PublishingHandler(BasePythonChangeHandler):
                         error=error,
                     )
                 )
-        return events, letters
+        return ValidatedEvents.joined(parts), letters
 
-    def _remember(self, events: list[Event], position: str) -> None:
+    def _remember(self, events: Sequence[Event], position: str) -> None:
         for event_type, count in Counter(event["type"] for event in events).items():
             metrics.EVENTS_PUBLISHED.labels(self.engine_name, event_type).inc(count)
         last = events[-1]

@@ -10,7 +10,7 @@ Schemas are compiled to Python by fastjsonschema: about 5 us per event against 9
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -77,3 +77,23 @@ def event_validate(event: Mapping[str, Any]) -> None:
         raise EventSchemaError(
             f"event {event['id']!r} of type {event_type!r} does not match its schema: {problem}"
         )
+
+
+class ValidatedEvents(tuple[dict[str, Any], ...]):
+    """Events that passed `event_validate`, made only by `events_validated`: a publisher sends
+    them without checking each again (the engine checks every event once, where a failure can still
+    become a dead letter)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def joined(cls, parts: Iterable[ValidatedEvents]) -> ValidatedEvents:
+        """Several checked batches as one, in order (each part was made by `events_validated`)."""
+        return cls(event for part in parts for event in part)
+
+
+def events_validated(events: Sequence[dict[str, Any]]) -> ValidatedEvents:
+    """Validates every event (EventSchemaError on the first bad one) and returns them as checked."""
+    for event in events:
+        event_validate(event)
+    return ValidatedEvents(events)

@@ -1,6 +1,7 @@
 """Publishers of CloudEvents to a broker, one module per transport, chosen by CDC_TRANSPORT.
 
-A publisher takes a whole batch, validates every event against its schema before sending any,
+A publisher takes a whole batch, validates every event against its schema before sending any
+(unless the batch is `ValidatedEvents`, checked once already where it was made),
 sends them in order, and returns only when the broker has confirmed all of them; otherwise it
 raises, and the engine does not commit the batch (it is read again after a restart).
 """
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from cdc.contract import TRANSPORT_KAFKA, TRANSPORT_RABBITMQ, TRANSPORTS
-from cdc.event_schemas import event_validate
+from cdc.event_schemas import ValidatedEvents, events_validated
 
 Event = dict[str, Any]
 
@@ -28,9 +29,10 @@ class Publisher(Protocol):
 
 
 def encode_events(events: Sequence[Event]) -> list[bytes]:
-    """Validates every event (raising EventSchemaError on the first bad one) and encodes them."""
-    for event in events:
-        event_validate(event)
+    """Validates every event not checked yet (raising EventSchemaError on the first bad one) and
+    encodes them."""
+    if not isinstance(events, ValidatedEvents):
+        events = events_validated(events)
     return [json.dumps(event, separators=(",", ":")).encode() for event in events]
 
 
