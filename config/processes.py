@@ -31,17 +31,30 @@ FRAMEWORK_APPS = (
 class Process:
     apps: tuple[str, ...]  # besides FRAMEWORK_APPS
     database: str  # the logical database that is this process's "default"
+    # Apps whose `manage.py` commands this process owns; None: all of `apps`. A process that loads
+    # another's app as a library (the toolkit loads `strangler` for the proxy's control plane) does
+    # not take over that app's commands.
+    command_apps: tuple[str, ...] | None = None
+
+    @property
+    def owned_command_apps(self) -> tuple[str, ...]:
+        return self.apps if self.command_apps is None else self.command_apps
 
 
 # `cdc` is also the event-consuming library: a service's workers run `manage.py consume`.
 PROCESSES: dict[str, Process] = {
     "legacy": Process(apps=("legacy.shop", "legacy.crm", "legacy.mes", "cdc"), database="legacy"),
-    "shop": Process(apps=("cdc",), database="shop"),
-    "crm": Process(apps=("cdc",), database="crm"),
+    "shop": Process(apps=("shop_app", "cdc"), database="shop"),
+    "crm": Process(apps=("crm_app", "cdc"), database="crm"),
     "mes_pricing": Process(apps=("cdc",), database="pricing"),
     "mes_production": Process(apps=("cdc",), database="production"),
     "proxy": Process(apps=("strangler",), database="control"),
     "cdc": Process(apps=("cdc",), database="control"),
+    # The data-migration toolkit (`manage.py migrate_data`): reads the plan and the proxy's state in
+    # `control`, and every service's database under its own alias.
+    "migrations": Process(
+        apps=("migrations", "strangler", "cdc"), database="control", command_apps=("migrations",)
+    ),
 }
 SERVICES = tuple(PROCESSES)
 
@@ -82,7 +95,7 @@ def service_for_command(command: str, requested: str | None) -> str:
     owners = [
         service
         for service, process in PROCESSES.items()
-        if any(_has_command(app, command) for app in process.apps)
+        if any(_has_command(app, command) for app in process.owned_command_apps)
     ]
     if not owners:  # a framework command (migrate, shell, db_setup, ...) or an unknown one
         return requested or DEFAULT_SERVICE

@@ -24,6 +24,10 @@ def _database(name: str) -> dict:
     config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     config["CONN_HEALTH_CHECKS"] = True
     config.setdefault("OPTIONS", {})
+    # Every write this process makes carries its SERVICE as `migration.writer`: the data-migration
+    # toolkit's stray-write check (migrations/stray_writes.py) reports writes to a slice's new tables
+    # that came from neither the owning service nor the sync (a psql session, another process).
+    config["OPTIONS"].setdefault("options", f"-c migration.writer={SERVICE}")
     config["TEST"] = {"NAME": f"test_{config['NAME']}"}
     return config
 
@@ -48,4 +52,5 @@ APP_DATABASES = {
     "mes_production": "production",
     "strangler": "control",
     "cdc": "control",
+    "data_migrations": "control",
 }

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DataMigrationsConfig(AppConfig):
+    """The data-migration toolkit: backfill, sync, verify, cutover, rollback, retire."""
+
+    name = "migrations"
+    label = "data_migrations"
