@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -23,6 +24,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
         for step in STEPS:
+            if importlib.util.find_spec(f"migrations.steps.{step}") is None:
+                continue
             module = importlib.import_module(f"migrations.steps.{step}")
             step_parser = sub.add_parser(
                 step, help=module.HELP, description=module.DESCRIPTION, formatter_class=parser.formatter_class
