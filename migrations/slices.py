@@ -13,6 +13,7 @@ from functools import cache
 from django.conf import settings
 from django.db import connections
 
+from cdc.replication import CaptureTarget
 from config.processes import PROCESSES
 from config.routers import database_alias
 from strangler.plan import Plan, plan_load_file
@@ -54,6 +55,27 @@ class Slice:
     def slot_prefix(self) -> str:
         """Base of this slice's slot and publication names (lower-case identifier)."""
         return "mig_" + self.name.replace("-", "_").lower()
+
+    def stream_target(self, direction: str) -> CaptureTarget:
+        """What a stream captures: forward reads the source (slot `mig_<slice>_fwd`), reverse the
+        new database (`mig_<slice>_rev`); both publish the slice's tables (old values kept, so an
+        update applies only the columns it changed) plus the marker and position tables."""
+        from migrations.state import MARKER_TABLE, POSITION_TABLE
+
+        if direction not in ("forward", "reverse"):
+            raise ValueError(f"direction {direction!r} is neither forward nor reverse")
+        name = f"{self.slot_prefix}_{'fwd' if direction == 'forward' else 'rev'}"
+        return CaptureTarget(
+            database_alias=self.source_alias if direction == "forward" else self.target_alias,
+            tables=(*self.table_names, MARKER_TABLE, POSITION_TABLE),
+            slot_name=name,
+            publication_name=name,
+            replica_identity_full=self.table_names,
+        )
+
+    def applies_to_alias(self, direction: str) -> str:
+        """The database a stream writes to."""
+        return self.target_alias if direction == "forward" else self.source_alias
 
 
 def _backend_database(backend: str, *, slice_name: str) -> str:
