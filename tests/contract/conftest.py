@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connections
 from django.utils import timezone
@@ -42,32 +43,58 @@ SEED = SeedSize(products=12, customers=8, orders=60, days=20, notes_percent=0)
 SHOP_SERVICE_KEY_NAME = "shop-service"
 
 
-def shop_tables_copy(*, source: str, target: str, tables: tuple[str, ...] = SHOP_TABLES) -> dict[str, int]:
-    """Copies every row of `tables` from one database alias to another by binary COPY (the target's
-    rows are replaced), and moves the target's id sequences past the copied ids. Rows per table."""
+def raw_connection(alias: str) -> psycopg.Connection:
+    """A connection of its own to the database behind `alias`, outside any test transaction: what
+    it commits, the processes under test see."""
+    config = connections[alias].settings_dict
+    return psycopg.connect(
+        host=config["HOST"],
+        port=config["PORT"],
+        user=config["USER"],
+        password=config.get("PASSWORD") or None,
+        dbname=config["NAME"],
+    )
+
+
+def rows_copy(*, source: str, target: str, where: dict[str, str], replace: bool = False) -> dict[str, int]:
+    """Copies the rows `where[table]` selects (tables parents first) from one database alias to
+    another by binary COPY, in one target transaction; with `replace`, the target's rows of those
+    tables are deleted first. Rows copied per table."""
     copied = {}
-    source_connection, target_connection = connections[source], connections[target]
-    source_connection.ensure_connection()
-    target_connection.ensure_connection()
-    with source_connection.cursor() as reader, target_connection.cursor() as writer:
-        writer.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
-        for table in tables:
-            rows = 0
+    with raw_connection(source) as reader_db, raw_connection(target) as writer_db:
+        reader, writer = reader_db.cursor(), writer_db.cursor()
+        if replace:
+            writer.execute(f"TRUNCATE {', '.join(where)} CASCADE")
+        for table, condition in where.items():
             with (
-                reader.cursor.copy(
-                    f"COPY (SELECT * FROM {table} ORDER BY id) TO STDOUT (FORMAT binary)"
+                reader.copy(
+                    f"COPY (SELECT * FROM {table} WHERE {condition} ORDER BY id) TO STDOUT (FORMAT binary)"
                 ) as out,
-                writer.cursor.copy(f"COPY {table} FROM STDIN (FORMAT binary)") as into,
+                writer.copy(f"COPY {table} FROM STDIN (FORMAT binary)") as into,
             ):
                 for chunk in out:
                     into.write(chunk)
-            writer.execute(f"SELECT count(*) FROM {table}")
-            rows = writer.fetchone()[0]
-            writer.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(max(id), 1), "
-                f"max(id) IS NOT NULL) FROM {table}"
+            copied[table] = writer.rowcount
+    return copied
+
+
+def sequences_past(*, source: str, target: str, gap: int = 0, tables: tuple[str, ...] = SHOP_TABLES) -> None:
+    """Moves `target`'s id sequences of `tables` past the largest id in either database (plus `gap`)."""
+    with raw_connection(source) as source_db, raw_connection(target) as target_db:
+        for table in tables:
+            highest = source_db.execute(f"SELECT COALESCE(max(id), 0) FROM {table}").fetchone()[0]
+            target_db.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"GREATEST((SELECT COALESCE(max(id), 0) FROM {table}), %s, 1) + %s)",
+                [highest, gap],
             )
-            copied[table] = rows
+
+
+def shop_tables_copy(*, source: str, target: str) -> dict[str, int]:
+    """Replaces the target's shop tables with the source's rows and moves its id sequences past
+    them (a stand-in for the data-migration toolkit's backfill)."""
+    copied = rows_copy(source=source, target=target, where=dict.fromkeys(SHOP_TABLES, "true"), replace=True)
+    sequences_past(source=source, target=target)
     return copied
 
 
