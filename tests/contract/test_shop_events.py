@@ -26,7 +26,7 @@ from harness.waiting import wait_until
 from ops.process_group import PROJECT_ROOT
 from shop_app.events import order_status_event
 from shop_app.models import Order, OrderStatusChange
-from shop_app.processes import OUTBOX_DATABASE, OUTBOX_TABLE
+from shop_app.processes import OUTBOX_DATABASE, OUTBOX_TABLE, shop_process_commands
 from tests.cdc_fixtures import (
     CdcProcess,
     EventCollector,
@@ -66,12 +66,15 @@ def shop_outbox_relay(
         CDC_OUTBOX_PUBLICATION_NAME=name,
     )
     env["SERVICE"] = "shop"  # the relay is one of the shop's processes
+    # What shop_app.processes runs after `manage.py cdc run` (the test's engine adds --no-setup).
+    command = shop_process_commands(port=0)["outbox-relay"]
+    relay_args = tuple(command[command.index("run") + 1 :])
     with django_db_blocker.unblock():
         with engine_process(
             config,
             env,
             tag="shop-outbox",
-            args=("--outbox", "--database", OUTBOX_DATABASE, "--table", OUTBOX_TABLE),
+            args=relay_args,
         ) as relay:
             yield relay
 
