@@ -1,5 +1,4 @@
-"""Request fields that take a JSON value of their own type only, for every service's API (the
-extracted services refuse what the monolith's legacy/json_fields.py refuses).
+"""Request fields that take a JSON value of their own type only.
 
 DRF's IntegerField also takes "3", "3.0" and 3.0, and its CharField takes 3 or 0.0 as text: a
 client sending the wrong type would never learn of it, and the schema (integer, string) would
