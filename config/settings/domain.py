@@ -34,15 +34,24 @@ CELERY_BEAT_SCHEDULE = (
     if ORCHESTRATION_MODE == "polling"
     else {}
 )
+# How each service runs (ops.process_group starts them).
 SERVICE_PROCESSES = {
     "legacy": "legacy.processes:legacy_process_commands",
+    "shop": "shop_app.processes:shop_process_commands",
     "crm": "crm_app.processes:crm_process_commands",
-}  # ops.process_group starts them
+}
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
 # migration records, so the existing tables are not created again. The monolith's apps were
 # `shop`, `crm` and `mes`, names that collided with the extracted services'.
 MIGRATION_APP_LABEL_RENAMES = {"shop": "legacy_shop", "crm": "legacy_crm", "mes": "legacy_mes"}
+
+# The extracted shop prices each order line through the MES quotes API of whoever serves it (the
+# monolith today, mes_pricing after the MES split), over HTTP with a bounded wait. MES_API_KEY is
+# a key issued by that service (`SERVICE=legacy manage.py credentials api-key --name shop-service`).
+MES_API_URL = env.str("MES_API_URL", default="http://127.0.0.1:8000")
+MES_API_KEY = env.str("MES_API_KEY", default="")
+MES_API_TIMEOUT = env.float("MES_API_TIMEOUT", default=2.0)
 
 # Service-to-service calls ("Authorization: Service <token>" on the shop's /shop/internal/ API).
 # Without SERVICE_API_TOKEN every process of one checkout derives the same token from SECRET_KEY,

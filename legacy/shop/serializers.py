@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from legacy.json_fields import JsonCharField, JsonIntegerField
+from ops.json_fields import JsonCharField, JsonIntegerField
 from legacy.shop.models import Order, OrderLine, OrderStatusChange, Product, ProductOption
 
 
