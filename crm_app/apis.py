@@ -40,7 +40,9 @@ class NoteSerializer(serializers.ModelSerializer):
 
 class ShopUnavailableResponse(Response):
     def __init__(self, exc: ShopUnavailable) -> None:
-        super().__init__(error_body(SHOP_UNAVAILABLE, exc.message), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        super().__init__(
+            error_body(SHOP_UNAVAILABLE, exc.message), status=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
         self["Retry-After"] = "5"
 
 

@@ -22,7 +22,9 @@ def note_add(*, customer_id: int, order_id: int | None, author: str, text: str) 
     if not text.strip():
         raise EmptyNote()
     with transaction.atomic(using=model_database_alias(Note)):
-        note = Note.objects.create(customer_id=customer_id, order_id=order_id, author=author, text=text.strip())
+        note = Note.objects.create(
+            customer_id=customer_id, order_id=order_id, author=author, text=text.strip()
+        )
         outbox_write(
             aggregate_type="order" if order_id is not None else "customer",
             aggregate_id=order_id if order_id is not None else customer_id,

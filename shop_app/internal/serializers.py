@@ -4,27 +4,14 @@ so that the CRM service passes them on unchanged."""
 from rest_framework import serializers
 
 from ops.json_fields import JsonCharField
-from shop_app.models import Customer, Order, OrderLine, OrderStatusChange
+from shop_app.models import Customer, Order
+from shop_app.serializers import OrderLineSerializer, OrderStatusChangeSerializer
 
 
 class CustomerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Customer
         fields = ["id", "email", "name", "company", "created_at"]
-
-
-class OrderLineSerializer(serializers.ModelSerializer):
-    sku = serializers.CharField(source="product.sku")
-
-    class Meta:
-        model = OrderLine
-        fields = ["sku", "quantity", "options", "unit_price", "line_total"]
-
-
-class OrderStatusChangeSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = OrderStatusChange
-        fields = ["status", "at", "note"]
 
 
 class StaffOrderSerializer(serializers.ModelSerializer):

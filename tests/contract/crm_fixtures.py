@@ -11,7 +11,6 @@ the same write on the other.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,72 +22,19 @@ from django.core.management.color import no_style
 from django.core.management.sql import sql_flush
 from django.db import connections
 
+from harness.table_copy import tables_copy
 from harness.waiting import wait_http_ok
-from ops.process_group import PROJECT_ROOT, ManagedProcess, ProcessGroup, free_port, service_process_commands
+from ops.process_group import ManagedProcess, ProcessGroup, free_port, service_process_commands
+from tests.conftest import LOG_DIR
+from tests.contract.conftest import SHOP_TABLES
 
-LOG_DIR = PROJECT_ROOT / ".local" / "test-logs"
-# Parents first, so that foreign keys hold after each table's copy.
-SHOP_TABLES = (
-    "shop_material",
-    "shop_product",
-    "shop_product_material",
-    "shop_product_option",
-    "shop_customer",
-    "shop_order",
-    "shop_order_line",
-    "shop_order_status_history",
-)
 CRM_TABLES = ("auth_user", "authtoken_token", "crm_note")
 STAFF_USER = "staff.contract"
 CLERK_USER = "clerk.contract"
 
 
-def _columns(alias: str, table: str) -> list[str]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
-            "AND table_name = %s ORDER BY ordinal_position",
-            [table],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _sequence_copy(*, source: str, target: str, table: str) -> None:
-    """The target's id sequence where the source's is (ids the source reserved stay unused on both)."""
-    with connections[source].cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-        sequence = cursor.fetchone()[0]
-        cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
-        last_value, is_called = cursor.fetchone()
-    with connections[target].cursor() as cursor:
-        cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [table, last_value, is_called])
-
-
-def tables_copy(*, source: str, target: str, tables: tuple[str, ...]) -> dict[str, int]:
-    """Replaces the rows of `tables` in the `target` connection with the `source` connection's, by
-    binary COPY of the target's columns (by name), and sets each id sequence where the source's is."""
-    copied = {}
-    with connections[target].cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
-    for table in tables:
-        columns = ", ".join(f'"{c}"' for c in _columns(target, table))
-        buffer = io.BytesIO()
-        with connections[source].cursor() as cursor:
-            with cursor.copy(f"COPY (SELECT {columns} FROM {table} ORDER BY 1) TO STDOUT (FORMAT binary)") as out:
-                for chunk in out:
-                    buffer.write(chunk)
-            cursor.execute(f"SELECT count(*) FROM {table}")
-            copied[table] = cursor.fetchone()[0]
-        with connections[target].cursor() as cursor:
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as into:
-                into.write(buffer.getvalue())
-            if "id" in _columns(target, table):  # authtoken_token is keyed by its key
-                _sequence_copy(source=source, target=target, table=table)
-    return copied
-
-
 @dataclass
-class ContractWorld:
+class CrmWorld:
     """Ids the contract cases act on; each side holds its own copy of these rows."""
 
     staff_token: str
@@ -101,7 +47,7 @@ class ContractWorld:
     customer: int
 
 
-def contract_world_create() -> ContractWorld:
+def contract_world_create() -> CrmWorld:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
@@ -130,9 +76,11 @@ def contract_world_create() -> ContractWorld:
     sent, cancelled, crm_only = place(), place(), place()
     Order.objects.filter(id=sent).update(status="confirmed", sent_to_mes_at=timezone.now())
     Order.objects.filter(id=cancelled).update(status="cancelled")
-    with_notes = Note.objects.exclude(order=None).order_by("order_id").values_list("order_id", flat=True).first()
+    with_notes = (
+        Note.objects.exclude(order=None).order_by("order_id").values_list("order_id", flat=True).first()
+    )
     assert with_notes is not None
-    return ContractWorld(
+    return CrmWorld(
         staff_token=Token.objects.get_or_create(user=staff)[0].key,
         clerk_token=Token.objects.get_or_create(user=clerk)[0].key,
         placed=placed,
@@ -151,7 +99,7 @@ def _databases_flush(aliases: tuple[str, ...]) -> None:
 
 
 @pytest.fixture(scope="module")
-def contract_world(django_db_setup: None, django_db_blocker: Any) -> Iterator[ContractWorld]:
+def crm_world(django_db_setup: None, django_db_blocker: Any) -> Iterator[CrmWorld]:
     """The seeded world on legacy, copied to the shop and crm test databases; emptied afterwards."""
     with django_db_blocker.unblock():
         world = contract_world_create()
@@ -175,17 +123,17 @@ def web_start(group: ProcessGroup, service: str, env: dict[str, str]) -> str:
 
 
 @dataclass
-class ContractStack:
+class CrmStack:
     legacy: str
     shop: str
     crm: str
 
 
 @pytest.fixture(scope="module")
-def contract_stack(live_env: dict[str, str], contract_world: ContractWorld) -> Iterator[ContractStack]:
+def crm_stack(live_env: dict[str, str], crm_world: CrmWorld) -> Iterator[CrmStack]:
     """legacy, shop and crm web processes on the test databases; crm calls this shop."""
     with ProcessGroup() as group:
         legacy = web_start(group, "legacy", live_env)
         shop = web_start(group, "shop", live_env)
         crm = web_start(group, "crm", {**live_env, "SHOP_INTERNAL_URL": shop})
-        yield ContractStack(legacy=legacy, shop=shop, crm=crm)
+        yield CrmStack(legacy=legacy, shop=shop, crm=crm)

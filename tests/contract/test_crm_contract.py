@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from ops.process_group import ProcessGroup, free_port
-from tests.contract.crm_fixtures import (  # noqa: F401 (fixtures)
-    ContractStack,
-    ContractWorld,
-    contract_stack,
-    contract_world,
-    web_start,
-)
+
+if TYPE_CHECKING:
+    from tests.contract.crm_fixtures import CrmStack, CrmWorld
+
+pytest_plugins = ["tests.contract.crm_fixtures"]
+
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "shop", "crm"])]
 
 SIDES = ("legacy", "crm")
@@ -48,7 +47,7 @@ class Staff:
         return self.session.post(f"{self.base_url}/crm/api/{path}", json=body, timeout=10, **kwargs)
 
 
-def base_url(stack: ContractStack, side: str) -> str:
+def base_url(stack: CrmStack, side: str) -> str:
     return stack.legacy if side == "legacy" else stack.crm
 
 
@@ -58,8 +57,8 @@ def side(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def staff(side: str, contract_stack: ContractStack, contract_world: ContractWorld) -> Staff:
-    return Staff(base_url(contract_stack, side), contract_world.staff_token)
+def staff(side: str, crm_stack: CrmStack, crm_world: CrmWorld) -> Staff:
+    return Staff(base_url(crm_stack, side), crm_world.staff_token)
 
 
 def body_of(response: requests.Response, status: int) -> Any:
@@ -106,27 +105,27 @@ READS = (
 
 @pytest.mark.parametrize("path", READS)
 def test_reads_answer_the_same_body_on_both_sides(
-    path: str, contract_stack: ContractStack, contract_world: ContractWorld
+    path: str, crm_stack: CrmStack, crm_world: CrmWorld
 ) -> None:
-    legacy = Staff(contract_stack.legacy, contract_world.staff_token).get(path)
-    crm = Staff(contract_stack.crm, contract_world.staff_token).get(path)
+    legacy = Staff(crm_stack.legacy, crm_world.staff_token).get(path)
+    crm = Staff(crm_stack.crm, crm_world.staff_token).get(path)
     legacy_body, crm_body = body_of(legacy, 200), body_of(crm, 200)
     assert list(crm_body) == list(legacy_body) == ["count", "next", "previous", "results"]
     assert crm_body["results"] == legacy_body["results"]
     assert crm_body["count"] == legacy_body["count"] > 0
     for link in ("next", "previous"):
-        expected = legacy_body[link] and legacy_body[link].replace(contract_stack.legacy, contract_stack.crm)
+        expected = legacy_body[link] and legacy_body[link].replace(crm_stack.legacy, crm_stack.crm)
         assert crm_body[link] == expected, link
 
 
 def test_customer_and_order_details_are_the_same_on_both_sides(
-    contract_stack: ContractStack, contract_world: ContractWorld
+    crm_stack: CrmStack, crm_world: CrmWorld
 ) -> None:
-    legacy = Staff(contract_stack.legacy, contract_world.staff_token)
-    crm = Staff(contract_stack.crm, contract_world.staff_token)
-    paths = [f"customers/{contract_world.customer}/", f"orders/{contract_world.with_notes}/"]
-    paths += [f"orders/{contract_world.sent}/", f"orders/{contract_world.cancelled}/"]
-    paths += [f"orders/{contract_world.with_notes}/notes/"]
+    legacy = Staff(crm_stack.legacy, crm_world.staff_token)
+    crm = Staff(crm_stack.crm, crm_world.staff_token)
+    paths = [f"customers/{crm_world.customer}/", f"orders/{crm_world.with_notes}/"]
+    paths += [f"orders/{crm_world.sent}/", f"orders/{crm_world.cancelled}/"]
+    paths += [f"orders/{crm_world.with_notes}/notes/"]
     for path in paths:
         assert body_of(crm.get(path), 200) == body_of(legacy.get(path), 200), path
 
@@ -143,10 +142,10 @@ def test_customer_list_pages_by_id(staff: Staff) -> None:
     assert body["previous"] == f"{staff.base_url}/crm/api/customers/?limit=5"
 
 
-def test_order_detail_shows_customer_lines_and_history(staff: Staff, contract_world: ContractWorld) -> None:
+def test_order_detail_shows_customer_lines_and_history(staff: Staff, crm_world: CrmWorld) -> None:
     from legacy.shop.models import Order
 
-    order = Order.objects.get(id=contract_world.sent)
+    order = Order.objects.get(id=crm_world.sent)
     body = body_of(staff.get(f"orders/{order.id}/"), 200)
     assert list(body) == [
         "id", "public_id", "customer", "status", "production_stage", "total", "currency",
@@ -201,8 +200,8 @@ def test_writes_to_an_unknown_order_are_404(staff: Staff, action: str) -> None:
     assert error["message"] == "No Order matches the given query."
 
 
-def test_confirm_a_placed_order_then_again(staff: Staff, contract_world: ContractWorld) -> None:
-    order_id = contract_world.placed[0]
+def test_confirm_a_placed_order_then_again(staff: Staff, crm_world: CrmWorld) -> None:
+    order_id = crm_world.placed[0]
     first = body_of(staff.post(f"orders/{order_id}/confirm/"), 200)
     assert first["status"] == "confirmed"
     assert [(c["status"], c["note"]) for c in first["history"]] == [("placed", ""), ("confirmed", "")]
@@ -211,8 +210,8 @@ def test_confirm_a_placed_order_then_again(staff: Staff, contract_world: Contrac
     assert body_of(staff.get(f"orders/{order_id}/"), 200) == first
 
 
-def test_confirm_a_cancelled_order_is_refused(staff: Staff, contract_world: ContractWorld) -> None:
-    order_id = contract_world.cancelled
+def test_confirm_a_cancelled_order_is_refused(staff: Staff, crm_world: CrmWorld) -> None:
+    order_id = crm_world.cancelled
     assert error_of(staff.post(f"orders/{order_id}/confirm/"), 422, "invalid_transition") == {
         "code": "invalid_transition",
         "message": f"Order {order_id} is cancelled; only a placed order can be confirmed.",
@@ -220,11 +219,14 @@ def test_confirm_a_cancelled_order_is_refused(staff: Staff, contract_world: Cont
     assert body_of(staff.get(f"orders/{order_id}/"), 200)["status"] == "cancelled"
 
 
-def test_cancel_with_a_reason(staff: Staff, contract_world: ContractWorld) -> None:
-    order_id = contract_world.placed[1]
+def test_cancel_with_a_reason(staff: Staff, crm_world: CrmWorld) -> None:
+    order_id = crm_world.placed[1]
     body = body_of(staff.post(f"orders/{order_id}/cancel/", {"reason": "customer called"}), 200)
     assert body["status"] == "cancelled"
-    assert [(c["status"], c["note"]) for c in body["history"]] == [("placed", ""), ("cancelled", "customer called")]
+    assert [(c["status"], c["note"]) for c in body["history"]] == [
+        ("placed", ""),
+        ("cancelled", "customer called"),
+    ]
     again = body_of(staff.post(f"orders/{order_id}/cancel/", {"reason": "twice"}), 200)
     assert again == body
 
@@ -239,9 +241,9 @@ def test_cancel_with_a_reason(staff: Staff, contract_world: ContractWorld) -> No
     ],
 )
 def test_cancel_without_a_usable_reason_is_refused(
-    staff: Staff, contract_world: ContractWorld, payload: dict[str, Any], details: dict[str, Any]
+    staff: Staff, crm_world: CrmWorld, payload: dict[str, Any], details: dict[str, Any]
 ) -> None:
-    order_id = contract_world.placed[2]
+    order_id = crm_world.placed[2]
     assert error_of(staff.post(f"orders/{order_id}/cancel/", payload), 400, "invalid_request") == {
         "code": "invalid_request",
         "message": "The request has invalid fields.",
@@ -250,9 +252,9 @@ def test_cancel_without_a_usable_reason_is_refused(
     assert body_of(staff.get(f"orders/{order_id}/"), 200)["status"] == "placed"
 
 
-def test_malformed_body_is_refused(staff: Staff, contract_world: ContractWorld) -> None:
+def test_malformed_body_is_refused(staff: Staff, crm_world: CrmWorld) -> None:
     response = staff.session.post(
-        f"{staff.base_url}/crm/api/orders/{contract_world.placed[2]}/cancel/",
+        f"{staff.base_url}/crm/api/orders/{crm_world.placed[2]}/cancel/",
         data=b"{not json",
         headers={"Content-Type": "application/json"},
         timeout=10,
@@ -260,16 +262,18 @@ def test_malformed_body_is_refused(staff: Staff, contract_world: ContractWorld) 
     assert error_of(response, 400, "malformed_request")["message"].startswith("JSON parse error")
 
 
-def test_cancel_an_order_sent_to_production_is_refused(staff: Staff, contract_world: ContractWorld) -> None:
-    order_id = contract_world.sent
-    assert error_of(staff.post(f"orders/{order_id}/cancel/", {"reason": "late"}), 422, "invalid_transition") == {
+def test_cancel_an_order_sent_to_production_is_refused(staff: Staff, crm_world: CrmWorld) -> None:
+    order_id = crm_world.sent
+    assert error_of(
+        staff.post(f"orders/{order_id}/cancel/", {"reason": "late"}), 422, "invalid_transition"
+    ) == {
         "code": "invalid_transition",
         "message": f"Order {order_id} is already in production and cannot be cancelled.",
     }
 
 
-def test_notes_are_added_and_listed_newest_first(staff: Staff, contract_world: ContractWorld) -> None:
-    order_id = contract_world.placed[3]
+def test_notes_are_added_and_listed_newest_first(staff: Staff, crm_world: CrmWorld) -> None:
+    order_id = crm_world.placed[3]
     assert body_of(staff.get(f"orders/{order_id}/notes/"), 200) == {"results": []}
     first = body_of(staff.post(f"orders/{order_id}/notes/", {"text": "  called back  "}), 201)
     second = body_of(staff.post(f"orders/{order_id}/notes/", {"text": "sent a quote"}), 201)
@@ -280,11 +284,11 @@ def test_notes_are_added_and_listed_newest_first(staff: Staff, contract_world: C
     assert listed == {"results": [second, first]}
 
 
-def test_seeded_notes_are_listed(staff: Staff, contract_world: ContractWorld) -> None:
+def test_seeded_notes_are_listed(staff: Staff, crm_world: CrmWorld) -> None:
     from legacy.crm.models import Note
 
-    notes = Note.objects.filter(order_id=contract_world.with_notes).order_by("-created_at", "-id")
-    listed = body_of(staff.get(f"orders/{contract_world.with_notes}/notes/"), 200)["results"]
+    notes = Note.objects.filter(order_id=crm_world.with_notes).order_by("-created_at", "-id")
+    listed = body_of(staff.get(f"orders/{crm_world.with_notes}/notes/"), 200)["results"]
     assert [(n["id"], n["author"], n["text"], n["order"]) for n in listed] == [
         (n.id, n.author, n.text, n.order_id) for n in notes
     ]
@@ -300,9 +304,9 @@ def test_seeded_notes_are_listed(staff: Staff, contract_world: ContractWorld) ->
     ],
 )
 def test_a_note_without_text_is_refused(
-    staff: Staff, contract_world: ContractWorld, payload: dict[str, Any], details: dict[str, Any]
+    staff: Staff, crm_world: CrmWorld, payload: dict[str, Any], details: dict[str, Any]
 ) -> None:
-    order_id = contract_world.placed[4]
+    order_id = crm_world.placed[4]
     assert error_of(staff.post(f"orders/{order_id}/notes/", payload), 400, "invalid_request") == {
         "code": "invalid_request",
         "message": "The request has invalid fields.",
@@ -312,49 +316,49 @@ def test_a_note_without_text_is_refused(
 
 
 @pytest.mark.parametrize("path", ["customers/", "orders/", "orders/1/notes/"])
-def test_no_token_is_401(side: str, contract_stack: ContractStack, path: str) -> None:
-    response = Staff(base_url(contract_stack, side), None).get(path)
+def test_no_token_is_401(side: str, crm_stack: CrmStack, path: str) -> None:
+    response = Staff(base_url(crm_stack, side), None).get(path)
     error = error_of(response, 401, "not_authenticated")
     assert error["message"] == "Authentication credentials were not provided."
     assert response.headers["WWW-Authenticate"] == "Token"
 
 
-def test_unknown_token_is_401(side: str, contract_stack: ContractStack) -> None:
-    response = Staff(base_url(contract_stack, side), "0" * 40).get("orders/")
+def test_unknown_token_is_401(side: str, crm_stack: CrmStack) -> None:
+    response = Staff(base_url(crm_stack, side), "0" * 40).get("orders/")
     assert error_of(response, 401, "authentication_failed")["message"] == "Invalid token."
 
 
 @pytest.mark.parametrize("method, path", [("get", "customers/"), ("post", "orders/{id}/confirm/")])
 def test_a_user_who_is_not_staff_is_403(
-    side: str, contract_stack: ContractStack, contract_world: ContractWorld, method: str, path: str
+    side: str, crm_stack: CrmStack, crm_world: CrmWorld, method: str, path: str
 ) -> None:
-    clerk = Staff(base_url(contract_stack, side), contract_world.clerk_token)
-    response = getattr(clerk, method)(path.format(id=contract_world.placed[5]))
+    clerk = Staff(base_url(crm_stack, side), crm_world.clerk_token)
+    response = getattr(clerk, method)(path.format(id=crm_world.placed[5]))
     error = error_of(response, 403, "permission_denied")
     assert error["message"] == "You do not have permission to perform this action."
 
 
 def test_the_same_writes_leave_the_same_orders_on_both_sides(
-    contract_stack: ContractStack, contract_world: ContractWorld
+    crm_stack: CrmStack, crm_world: CrmWorld
 ) -> None:
     """After every case above ran on both sides, the orders they touched read the same."""
-    legacy = Staff(contract_stack.legacy, contract_world.staff_token)
-    crm = Staff(contract_stack.crm, contract_world.staff_token)
-    for order_id in [*contract_world.placed, contract_world.sent, contract_world.cancelled]:
+    legacy = Staff(crm_stack.legacy, crm_world.staff_token)
+    crm = Staff(crm_stack.crm, crm_world.staff_token)
+    for order_id in [*crm_world.placed, crm_world.sent, crm_world.cancelled]:
         for path in (f"orders/{order_id}/", f"orders/{order_id}/notes/"):
             legacy_body, crm_body = body_of(legacy.get(path), 200), body_of(crm.get(path), 200)
             assert without_times(crm_body) == without_times(legacy_body), path
             assert shape(crm_body) == shape(legacy_body), path
 
 
-def test_the_crm_side_announces_its_writes(contract_stack: ContractStack, contract_world: ContractWorld) -> None:
+def test_the_crm_side_announces_its_writes(crm_stack: CrmStack, crm_world: CrmWorld) -> None:
     """A confirm through the CRM leaves in the shop's outbox the event legacy CDC derives from the
     same history row; a note leaves crm.note.added.v1 in the CRM's outbox."""
     from crm_app.models import CrmOutboxEvent
     from shop_app.models import OrderStatusChange, ShopOutboxEvent
 
-    order_id = contract_world.crm_only
-    crm = Staff(contract_stack.crm, contract_world.staff_token)
+    order_id = crm_world.crm_only
+    crm = Staff(crm_stack.crm, crm_world.staff_token)
     body_of(crm.post(f"orders/{order_id}/confirm/"), 200)
     body_of(crm.post(f"orders/{order_id}/confirm/"), 200)  # a second confirm announces nothing
     note = body_of(crm.post(f"orders/{order_id}/notes/", {"text": "confirmed by phone"}), 201)
@@ -373,7 +377,7 @@ def test_the_crm_side_announces_its_writes(contract_stack: ContractStack, contra
     assert (added.type, added.aggregatetype) == ("crm.note.added.v1", "order")
     assert added.payload == {
         "note_id": note["id"],
-        "customer_id": contract_world.customer,
+        "customer_id": crm_world.customer,
         "order_id": order_id,
         "author": "staff.contract",
         "text": "confirmed by phone",
@@ -396,15 +400,17 @@ class SilentListener:
 
 @pytest.mark.parametrize("shop", ["down", "hanging"])
 def test_crm_answers_503_when_the_shop_cannot_answer(
-    live_env: dict[str, str], contract_world: ContractWorld, shop: str
+    live_env: dict[str, str], crm_world: CrmWorld, shop: str
 ) -> None:
+    from tests.contract.crm_fixtures import web_start
+
     listener = SilentListener()
     shop_url = listener.url if shop == "hanging" else f"http://127.0.0.1:{free_port()}"
     env = {**live_env, "SHOP_INTERNAL_URL": shop_url, "SHOP_INTERNAL_TIMEOUT": "0.5"}
     try:
         with ProcessGroup() as group:
-            crm = Staff(web_start(group, "crm", env), contract_world.staff_token)
-            order_id = contract_world.placed[5]
+            crm = Staff(web_start(group, "crm", env), crm_world.staff_token)
+            order_id = crm_world.placed[5]
             for method, path, body in [
                 ("get", "customers/", None),
                 ("get", f"orders/{order_id}/", None),

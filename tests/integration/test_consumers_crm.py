@@ -20,7 +20,9 @@ CRM_CONSUMER = {"SERVICE": "crm", "CONSUMER_MODULES": "crm_app.consumers"}
 def notes_create(pairs: list[tuple[int, int | None]]) -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     for customer_id, order_id in pairs:
-        Note.objects.create(customer_id=customer_id, order_id=order_id, author="staff", text="t", created_at=at)
+        Note.objects.create(
+            customer_id=customer_id, order_id=order_id, author="staff", text="t", created_at=at
+        )
 
 
 def test_deleted_customers_and_orders_take_their_notes_once(consumer_vhost, start_consumer) -> None:  # type: ignore[no-untyped-def]
@@ -34,14 +36,19 @@ def test_deleted_customers_and_orders_take_their_notes_once(consumer_vhost, star
 
     consumer = start_consumer("crm", env=CRM_CONSUMER)
     wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="handled") == 2, seconds=20)
-    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=20)
+    wait_until(
+        lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 1, seconds=20
+    )
     # Notes the deletions did not name stay; a note written after a deletion stays too when the
     # deletion arrives again (a redelivery has no second effect).
     notes_create([(1, 12)])
     amqp_publish(consumer_vhost, [customer_deleted])
-    wait_until(lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 2, seconds=20)
+    wait_until(
+        lambda: consumer.metric("consumer_events_consumed_total", outcome="duplicate") == 2, seconds=20
+    )
 
     assert sorted(Note.objects.values_list("customer_id", "order_id")) == [(1, 12), (2, 21), (3, 30)]
     inbox = CrmInboxEntry.objects.filter(consumer="crm")
-    assert sorted(inbox.values_list("event_id", flat=True)) == sorted([customer_deleted["id"], order_deleted["id"]])
-
+    assert sorted(inbox.values_list("event_id", flat=True)) == sorted(
+        [customer_deleted["id"], order_deleted["id"]]
+    )
