@@ -71,6 +71,7 @@ CDC_OUTBOX_PUBLICATION_NAME = env.str("CDC_OUTBOX_PUBLICATION_NAME", default="")
 # (e.g. a test's or a new service's own types).
 CDC_EVENT_SCHEMA_DIRS = [
     str(BASE_DIR / "contracts" / "events" / "shop"),  # legacy.shop.change_events.SCHEMA_DIR
+    str(BASE_DIR / "contracts" / "events" / "crm"),  # the CRM service's own events (crm_app)
     *env.list("CDC_EXTRA_SCHEMA_DIRS", default=[]),
 ]
 

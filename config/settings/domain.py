@@ -1,5 +1,10 @@
-"""Business settings of the legacy system: how the CRM orchestrates and how fast the MES works."""
+"""Business settings of the legacy system: how the CRM orchestrates and how fast the MES works;
+and how the extracted services call each other."""
 
+import hashlib
+import hmac
+
+from config.settings.base import SECRET_KEY
 from config.settings.env import env
 
 # "polling": the CRM's periodic task polls the shared database (today's behaviour).
@@ -37,6 +42,7 @@ CELERY_BEAT_SCHEDULE = (
 SERVICE_PROCESSES = {
     "legacy": "legacy.processes:legacy_process_commands",
     "shop": "shop_app.processes:shop_process_commands",
+    "crm": "crm_app.processes:crm_process_commands",
 }
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
@@ -50,3 +56,15 @@ MIGRATION_APP_LABEL_RENAMES = {"shop": "legacy_shop", "crm": "legacy_crm", "mes"
 MES_API_URL = env.str("MES_API_URL", default="http://127.0.0.1:8000")
 MES_API_KEY = env.str("MES_API_KEY", default="")
 MES_API_TIMEOUT = env.float("MES_API_TIMEOUT", default=2.0)
+
+# Service-to-service calls ("Authorization: Service <token>" on the shop's /shop/internal/ API).
+# Without SERVICE_API_TOKEN every process of one checkout derives the same token from SECRET_KEY,
+# so they agree with nothing to configure; production sets it (and DJANGO_SECRET_KEY).
+SERVICE_API_TOKEN = env.str(
+    "SERVICE_API_TOKEN",
+    default=hmac.new(SECRET_KEY.encode(), b"service-api-token", hashlib.sha256).hexdigest(),
+)
+# Where the CRM finds the shop's internal API, and how long it waits for an answer before it tells
+# its staff client the shop is unavailable (503) instead of hanging.
+SHOP_INTERNAL_URL = env.str("SHOP_INTERNAL_URL", default="http://127.0.0.1:8001")
+SHOP_INTERNAL_TIMEOUT = env.float("SHOP_INTERNAL_TIMEOUT", default=2.0)

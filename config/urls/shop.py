@@ -1,10 +1,11 @@
 """Routes of the shop process: the shop's pages and customer API (the paths the legacy shop
-served), its health and metrics."""
+served), the internal API the other services call (/shop/internal/), its health and metrics."""
 
 from django.urls import include, path
 
 urlpatterns = [
     path("", include("ops.urls")),
+    path("shop/internal/", include("shop_app.internal.urls")),
     path("shop/", include("shop_app.urls")),
 ]
 
