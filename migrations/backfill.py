@@ -151,11 +151,17 @@ def backfill_slice(
     return report
 
 
-def _lock(target: psycopg.Connection[Any], slice_: Slice) -> None:
-    """One backfill per slice at a time (a session lock in the target, gone with the process)."""
-    with target.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"migrate_data backfill {slice_.name}"])
-        row = cursor.fetchone()
+def _lock(target: psycopg.Connection[Any], slice_: Slice, *, wait_seconds: float = 5.0) -> None:
+    """One backfill per slice at a time: a session lock in the target, gone with the process (a
+    killed run's server session may take a moment to notice; the lock is tried for a few seconds)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        row = target.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", [f"migrate_data backfill {slice_.name}"]
+        ).fetchone()
+        if (row and row[0]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if not (row and row[0]):
         raise StepRefused(
             f"Another backfill of slice {slice_.name!r} is running; let it finish (or stop it)."
@@ -372,8 +378,16 @@ def _table_copy(
     return result
 
 
+def throttle_delay(*, elapsed: float, rows: int, max_rows_per_second: float | None) -> float:
+    """Seconds to wait so that `rows` copied since the start average at most the bound."""
+    if not max_rows_per_second:
+        return 0.0
+    return max(0.0, rows / max_rows_per_second - elapsed)
+
+
 def _throttle(started: float, rows: int, max_rows_per_second: float | None) -> None:
-    if max_rows_per_second:
-        ahead = rows / max_rows_per_second - (time.monotonic() - started)
-        if ahead > 0:
-            time.sleep(ahead)
+    delay = throttle_delay(
+        elapsed=time.monotonic() - started, rows=rows, max_rows_per_second=max_rows_per_second
+    )
+    if delay:
+        time.sleep(delay)

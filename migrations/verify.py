@@ -222,6 +222,12 @@ def _bucket(table: TableShape, integer_key: bool, buckets: int, chunk_keys: int)
     return sql.SQL("abs(hashtextextended({}::text, 0) % {})").format(key, sql.Literal(buckets))
 
 
+def bucket_bounds(bucket: int, chunk_keys: int) -> tuple[int, int]:
+    """Exclusive bounds of the integer keys in chunk `bucket` (PostgreSQL's `key / n` truncates
+    towards zero, so chunk 0 holds the keys from -(n-1) to n-1): a range the key's index can scan."""
+    return bucket * chunk_keys - chunk_keys, bucket * chunk_keys + chunk_keys
+
+
 def _bucket_where(
     table: TableShape, integer_key: bool, bucket: int, buckets: int, chunk_keys: int
 ) -> sql.Composable:
@@ -230,8 +236,7 @@ def _bucket_where(
     )
     if not integer_key:
         return condition
-    # key / n truncates towards zero: the keys of chunk b lie within (b*n - n, b*n + n).
-    low, high = bucket * chunk_keys - chunk_keys, bucket * chunk_keys + chunk_keys
+    low, high = bucket_bounds(bucket, chunk_keys)
     return sql.SQL("{key} > {low} AND {key} < {high} AND {condition}").format(
         key=sql.Identifier(table.key), low=sql.Literal(low), high=sql.Literal(high), condition=condition
     )
@@ -301,7 +306,7 @@ def _rows_by_key(
     return {row[0]: tuple(row[1:]) for row in conn.execute(query, [keys])}
 
 
-def _compare_rows(
+def compare_rows(
     table: TableShape,
     keys: Iterable[Any],
     source: dict[Any, tuple[Any, ...]],
@@ -343,7 +348,7 @@ def _confirmed(sides: _Sides, suspects: list[_Suspects], recheck_seconds: float)
             source, target = sides.both(
                 partial(_rows_by_key, table=suspect.table, keys=keys, as_text=suspect.as_text)
             )
-            found = _compare_rows(suspect.table, keys, source, target)
+            found = compare_rows(suspect.table, keys, source, target)
             suspect.keys = {d.key for d in found}
             differences.extend(found)
         if not differences or time.monotonic() + interval > deadline:
@@ -379,7 +384,7 @@ def _changed_compare(
     for start in range(0, len(keys), chunk_keys):
         batch = keys[start : start + chunk_keys]
         source, target = sides.both(partial(_rows_by_key, table=table, keys=batch, as_text=not integer_key))
-        differing = {d.key for d in _compare_rows(table, batch, source, target)}
+        differing = {d.key for d in compare_rows(table, batch, source, target)}
         equal = [k for k in batch if k not in differing]
         candidates |= differing
         result.rows_source += len(batch)
