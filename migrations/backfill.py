@@ -24,7 +24,7 @@ import psycopg
 from psycopg import errors, sql
 
 from cdc.replication import capture_setup, slot_status
-from migrations.raw_connections import column_list, raw_connect, table_exists, writer_tag_set
+from migrations.raw_connections import column_list, copy_relay, raw_connect, table_exists, writer_tag_set
 from migrations.slices import Slice, TableShape, slice_tables
 from migrations.state import (
     CHECKPOINT_TABLE,
@@ -304,8 +304,7 @@ def _chunk_copy(
     with target.transaction(), source.cursor() as out_cursor, target.cursor() as in_cursor:
         writer_tag_set(in_cursor, SYNC_WRITER)
         with out_cursor.copy(copy_out) as rows_out, in_cursor.copy(copy_in) as rows_in:
-            for block in rows_out:
-                rows_in.write(block)
+            copy_relay(rows_out, rows_in)
         copied = in_cursor.rowcount
         in_cursor.execute(
             f"INSERT INTO {CHECKPOINT_TABLE} (slice_name, table_name, last_key, rows_copied) "

@@ -1,13 +1,13 @@
 """Verification: are a slice's tables equal on both sides, and which rows differ if not.
 
 A full pass computes per chunk of keys, IN SQL on each side at once, the row count and the sum of a
-64-bit hash of each row's text (`hashtextextended(ROW(columns)::text, 0)`): as sensitive as the md5
-of the chunk's concatenated row hashes and about three times faster, since it needs no sort
-(measured: 1.3-1.6 s against 4.4 s per million rows on one core). Row text is built from the
-columns both sides have, in a fixed order, in sessions that write values the same way
-(raw_connections: UTC, ISO dates); json columns are compared as jsonb, so the sync writing the
-same document with other spacing is no difference. Chunks whose sums differ are drilled down to
-their keys, and those keys to the columns that differ.
+64-bit hash of each row (`hash_record_extended` over the columns both sides have, in a fixed order,
+each value hashed by its type's hash function, or as text where the type has none): as sensitive
+as the md5 of the chunk's concatenated row md5s and several times faster, since it needs neither a
+sort nor text (see _row_hash). Text is written by sessions that format values the same way
+(raw_connections: UTC, ISO dates); json columns are compared as jsonb, so the sync writing the same
+document with other spacing is no difference. Chunks whose sums differ are drilled down to their
+keys, and those keys to the columns whose values (as text) differ.
 
 Under running traffic a difference can be the sync's lag: differing keys are read again on both
 sides a few times over about two seconds and reported only if they still differ.
@@ -208,9 +208,31 @@ def _value(table: TableShape, column: str) -> sql.Composable:
     return sql.Identifier(column)
 
 
-def _row_hash(table: TableShape) -> sql.Composable:
-    values = sql.SQL(", ").join(_value(table, c) for c in table.columns)
-    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(values)
+def _hashed_natively(conn: psycopg.Connection[Any], table: TableShape) -> frozenset[str]:
+    """The table's columns whose type has its own 64-bit hash function (numbers, text, times,
+    uuid, jsonb, ...): hashed as values, without being written as text first."""
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND EXISTS (SELECT 1 FROM pg_amproc p JOIN pg_opfamily f ON f.oid = "
+        "p.amprocfamily JOIN pg_am am ON am.oid = f.opfmethod WHERE am.amname = 'hash' "
+        "AND p.amproclefttype = a.atttypid AND p.amprocnum = 2)",
+        [f'public."{table.name}"'],
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
+
+
+def _row_hash(table: TableShape, natively: frozenset[str]) -> sql.Composable:
+    """A 64-bit hash of the row's compared values: `hash_record_extended` over the columns, each
+    hashed by its type's own function when it has one, else as text (json as jsonb). Measured on a
+    million rows: 1.1-1.9 s against 2.0 s for hashing the row's text and 4.4 s for md5 of
+    concatenated md5s. Equal values hash equally (a numeric's trailing zeros do not count)."""
+    values = sql.SQL(", ").join(
+        _value(table, c)
+        if c in natively or c in table.json_columns
+        else sql.SQL("{}::text").format(_value(table, c))
+        for c in table.columns
+    )
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(values)
 
 
 def _bucket(table: TableShape, integer_key: bool, buckets: int, chunk_keys: int) -> sql.Composable:
@@ -252,8 +274,9 @@ def _full_compare(
         on_progress(table.name, 0, expected)
     buckets = max(1, math.ceil(expected / chunk_keys))
     bucket = _bucket(table, integer_key, buckets, chunk_keys)
+    row_hash = _row_hash(table, _hashed_natively(sides.target, table))
     query = sql.SQL("SELECT {bucket}, count(*), sum({hash}) FROM {table} GROUP BY 1").format(
-        bucket=bucket, hash=_row_hash(table), table=sql.Identifier(table.name)
+        bucket=bucket, hash=row_hash, table=sql.Identifier(table.name)
     )
 
     def sums(conn: psycopg.Connection[Any]) -> dict[int, tuple[int, Decimal]]:
@@ -273,7 +296,7 @@ def _full_compare(
         where = _bucket_where(table, integer_key, b, buckets, chunk_keys)
         keyed = sql.SQL("SELECT {key}, {hash} FROM {table} WHERE {where}").format(
             key=sql.Identifier(table.key),
-            hash=_row_hash(table),
+            hash=row_hash,
             table=sql.Identifier(table.name),
             where=where,
         )
