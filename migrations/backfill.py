@@ -72,6 +72,8 @@ class BackfillReport:
     actions: list[str] = field(default_factory=list)  # done, or to be done in a dry run
     tables: list[TableCopy] = field(default_factory=list)
     seconds: float = 0.0
+    # State tables and slot (creating a slot waits for the server's running transactions to end).
+    setup_seconds: float = 0.0
 
     @property
     def rows(self) -> int:
@@ -134,7 +136,9 @@ def backfill_slice(
                 checkpoints = {}
             else:
                 _refuse_unexplained_rows(cursor, slice_, tables, checkpoints)
+        set_up_started = time.monotonic()
         _set_up(source, target, slice_, tables, options, report)
+        report.setup_seconds = time.monotonic() - set_up_started
         if options.dry_run:
             _plan_copies(source, tables, checkpoints, report)
         else:
