@@ -37,6 +37,7 @@ from django.conf import settings  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from harness.own_databases import own_databases  # noqa: E402
+from harness.proxy_plan import plan_route, plan_slice, plan_text  # noqa: E402
 from migrations.backfill import BackfillOptions, backfill_slice  # noqa: E402
 from migrations.raw_connections import column_list, copy_relay, raw_connect  # noqa: E402
 from migrations.slices import Slice, slice_get, slice_tables, slice_tables_forget  # noqa: E402
@@ -55,22 +56,15 @@ REPEAT_WITHIN_SECONDS = 60
 SLICE, PARENTS_SLICE = "bench-lines", "bench-parents"
 TABLES = ("shop_order_line",)
 PARENT_TABLES = ("shop_product", "shop_customer", "shop_order")
-PLAN = f"""
-version: 1
-default_backend: legacy
-backends:
-  legacy: {{urls: ["http://127.0.0.1:9"]}}
-  shop: {{urls: ["http://127.0.0.1:9"]}}
-slices:
-  {PARENTS_SLICE}:
-    service: shop
-    tables: [{", ".join(PARENT_TABLES)}]
-    routes: [{{name: orders, prefix: /shop/orders/}}]
-  {SLICE}:
-    service: shop
-    tables: [{", ".join(TABLES)}]
-    routes: [{{name: lines, prefix: /shop/lines/}}]
-"""
+PLAN = plan_text(
+    backends={"legacy": "http://127.0.0.1:9", "shop": "http://127.0.0.1:9"},  # never called
+    slices={
+        PARENTS_SLICE: plan_slice(
+            service="shop", routes=[plan_route("orders", "/shop/orders/")], tables=list(PARENT_TABLES)
+        ),
+        SLICE: plan_slice(service="shop", routes=[plan_route("lines", "/shop/lines/")], tables=list(TABLES)),
+    },
+)
 
 
 def seed_statements(*, orders: int, lines: int) -> list[str]:

@@ -24,7 +24,13 @@ import psycopg
 from psycopg import errors, sql
 
 from cdc.replication import capture_setup, slot_status
-from migrations.raw_connections import column_list, copy_relay, raw_connect, table_exists, writer_tag_set
+from migrations.raw_connections import (
+    column_list,
+    copy_relay,
+    slice_connections,
+    table_exists,
+    writer_tag_set,
+)
 from migrations.slices import Slice, TableShape, slice_tables
 from migrations.state import (
     CHECKPOINT_TABLE,
@@ -126,8 +132,7 @@ def backfill_slice(
             "is running; the backfill comes before the sync. Stop `migrate_data sync` first."
         )
     with (
-        raw_connect(slice_.source_alias, application_name="migrate_data backfill", autocommit=True) as source,
-        raw_connect(slice_.target_alias, application_name="migrate_data backfill", autocommit=True) as target,
+        slice_connections(slice_, application_name="migrate_data backfill") as (source, target),
     ):
         _lock(target, slice_)
         with target.cursor() as cursor:

@@ -7,13 +7,17 @@ into text reads the same on both sides whatever the server's or the user's defau
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.conf import settings
 from psycopg import sql
 from psycopg.abc import Buffer
+
+if TYPE_CHECKING:
+    from migrations.slices import Slice
 
 # Server settings that decide how a value is written as text.
 CANONICAL_TEXT_OPTIONS = (
@@ -39,6 +43,18 @@ def raw_connect(alias: str, *, application_name: str, autocommit: bool = False) 
         autocommit=autocommit,
         connect_timeout=10,
     )
+
+
+@contextmanager
+def slice_connections(
+    slice_: Slice, *, application_name: str
+) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
+    """(source, target) connections of the slice, in autocommit (transactions are explicit)."""
+    with (
+        raw_connect(slice_.source_alias, application_name=application_name, autocommit=True) as source,
+        raw_connect(slice_.target_alias, application_name=application_name, autocommit=True) as target,
+    ):
+        yield source, target
 
 
 def writer_tag_set(cursor: psycopg.Cursor[Any], writer: str) -> None:

@@ -35,7 +35,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from migrations.progress_display import table_progress
-from migrations.raw_connections import raw_connect, table_exists
+from migrations.raw_connections import slice_connections, table_exists
 from migrations.slices import Slice, TableShape, slice_tables
 from migrations.state import REVERIFY_TABLE, stream_name
 from migrations.stray_writes import StrayWrite, stray_writes_list
@@ -148,8 +148,7 @@ def verify_slice(
     tables = slice_tables(slice_)
     report = VerifyReport(slice_name=slice_.name, changed_only=changed_only)
     with (
-        raw_connect(slice_.source_alias, application_name="migrate_data verify", autocommit=True) as source,
-        raw_connect(slice_.target_alias, application_name="migrate_data verify", autocommit=True) as target,
+        slice_connections(slice_, application_name="migrate_data verify") as (source, target),
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
         sides = _Sides(source, target, pool)

@@ -21,6 +21,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from harness.proxy_plan import plan_route, plan_slice, plan_text
 from harness.waiting import wait_until
 from migrations.backfill import BackfillOptions, backfill_slice, checkpoints_read
 from migrations.raw_connections import raw_connect
@@ -54,22 +55,17 @@ PARENTS = (
     ("shop_order_status_history", "shop_order"),
 )
 PROBE_TABLE = "migrate_probe_item"
-PLAN = f"""
-version: 1
-default_backend: legacy
-backends:
-  legacy: {{urls: ["http://127.0.0.1:9"]}}
-  shop: {{urls: ["http://127.0.0.1:9"]}}
-slices:
-  shop:
-    service: shop
-    tables: [{", ".join(reversed(SHOP_TABLES))}]
-    routes: [{{name: shop, prefix: /shop/}}]
-  probe:
-    service: shop
-    tables: [{PROBE_TABLE}]
-    routes: [{{name: probe, prefix: /probe/}}]
-"""
+# Nothing listens on port 9: the toolkit reads the plan's slices, never its backends.
+PLAN = plan_text(
+    backends={"legacy": "http://127.0.0.1:9", "shop": "http://127.0.0.1:9"},
+    slices={
+        # Children first: the toolkit orders the tables by their foreign keys itself.
+        "shop": plan_slice(
+            service="shop", routes=[plan_route("shop", "/shop/")], tables=list(reversed(SHOP_TABLES))
+        ),
+        "probe": plan_slice(service="shop", routes=[plan_route("probe", "/probe/")], tables=[PROBE_TABLE]),
+    },
+)
 LEGACY, SHOP = "default", "shop"  # the test process runs as SERVICE=legacy
 STATE_TABLES = (
     "migration_backfill_checkpoint",
