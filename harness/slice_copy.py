@@ -45,7 +45,8 @@ def slice_copy(slice_: Slice) -> dict[str, int]:
                 with source.cursor().copy(copy_out) as reader, target.cursor().copy(copy_in) as writer:
                     for data in reader:
                         writer.write(data)
-                rows = target.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+                counted = target.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+                rows = counted[0] if counted else 0
                 target.execute(
                     f"INSERT INTO {CHECKPOINT_TABLE} (slice_name, table_name, rows_copied, done) "
                     "VALUES (%s, %s, %s, true) ON CONFLICT (slice_name, table_name) "
