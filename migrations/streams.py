@@ -220,9 +220,9 @@ class Stream:
         close_old_connections()
 
 
-def backfill_wait(slice_: Slice, *, stopping: threading.Event, poll_seconds: float = 1.0) -> bool:
-    """Returns once the backfill marks every table done (True) or when stopping (False). Refuses a
-    slice whose forward slot does not exist: nothing was backfilled, or the slot was dropped."""
+def forward_slot_check(slice_: Slice) -> None:
+    """Refuses a slice whose forward slot does not exist: nothing was backfilled, or the slot was
+    dropped (the changes made since are lost to the stream)."""
     if not slot_exists(slice_, "forward"):
         slot = slice_.stream_target("forward").slot_name
         raise StepRefused(
@@ -230,6 +230,11 @@ def backfill_wait(slice_: Slice, *, stopping: threading.Event, poll_seconds: flo
             f"database: run `manage.py migrate_data backfill --slice {slice_.name}` first (it creates "
             "the slot before copying, so the sync replays every change made since)."
         )
+
+
+def backfill_wait(slice_: Slice, *, stopping: threading.Event, poll_seconds: float = 1.0) -> bool:
+    """Returns once the backfill marks every table done (True) or when stopping (False)."""
+    forward_slot_check(slice_)
     logged_at = 0.0
     while not stopping.is_set():
         progress = backfill_progress(slice_)

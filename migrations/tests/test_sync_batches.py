@@ -73,7 +73,7 @@ def plan(
 
 
 def test_sequence_is_read_into_the_commit_lsn() -> None:
-    envelope = {
+    envelope: dict[str, Any] = {
         "op": "c",
         "after": {"id": 1},
         "source": {"table": "thing", "lsn": 221044480, "txId": 7, "sequence": '["221043456","221044480"]'},
@@ -190,3 +190,31 @@ def test_operations_keep_stream_order_and_never_touch_a_key_twice_in_one_stateme
         ("upsert", [4]),
     ]
     assert operations[1].columns == ("name",) and operations[1].rows[0] == {"id": 1, "name": "c"}
+
+
+def test_per_table_grouping_joins_a_tables_changes_across_other_tables_and_keeps_their_order() -> None:
+    line = TableShape(
+        name="line",
+        key="id",
+        columns=("id", "thing_id"),
+        json_columns=frozenset(),
+        sequence=None,
+        source_sequence=None,
+    )
+    shapes = {"thing": SHAPE, "line": line}
+    types = {**TYPES, "line": {"id": ColumnType("bigint"), "thing_id": ColumnType("bigint")}}
+    changes = []
+    for n in (1, 2, 3):  # an order and its line, three times, as a stream interleaves them
+        changes.append(change(after={"id": n, "name": "o"}, lsn=10 * n))
+        changes.append(change(table="line", after={"id": n, "thing_id": n}, lsn=10 * n + 1))
+    changes.append(change("d", before={"id": 2, "name": "o"}, after=None, lsn=99))
+    changes.append(change(after={"id": 2, "name": "again"}, lsn=100))
+    strict = operations_for(changes, shapes=shapes, types=types)
+    assert len(strict) == 8
+    grouped = operations_for(changes, shapes=shapes, types=types, per_table=True)
+    assert [(o.table, o.kind, o.keys) for o in grouped] == [
+        ("thing", "upsert", [1, 2, 3]),
+        ("line", "upsert", [1, 2, 3]),
+        ("thing", "delete", [2]),
+        ("thing", "upsert", [2]),
+    ]
