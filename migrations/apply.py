@@ -36,19 +36,16 @@ from migrations.state import (
     state_tables_ensure,
     stream_name,
 )
+from ops.database_setup import server_dsn
 
 logger = structlog.get_logger(__name__)
 
 
 def database_conninfo(alias: str, *, application_name: str) -> str:
-    config = settings.DATABASES[alias]
+    """A psycopg connection string for the database behind `alias` (the sync connects on its own:
+    the engine calls it on a Java thread Django's connections do not follow)."""
     return psycopg.conninfo.make_conninfo(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname=config["NAME"],
-        application_name=application_name[:63],
+        server_dsn(alias), dbname=settings.DATABASES[alias]["NAME"], application_name=application_name[:63]
     )
 
 

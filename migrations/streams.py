@@ -95,7 +95,8 @@ def source_wal_lsn(slice_: Slice, direction: str) -> int:
 class StreamProgress:
     """What the handler (on the engine's Java thread) tells the sync process."""
 
-    lag_seconds: float | None = None
+    lag_seconds: float | None = None  # of the last batch
+    source_time: float | None = None  # epoch seconds of the newest source commit (or heartbeat) applied
     handled_lsn: int = 0
     applied: int = 0
     echoes: int = 0
@@ -107,12 +108,23 @@ class StreamProgress:
         with self.lock:
             if outcome.lag_seconds is not None:
                 self.lag_seconds = outcome.lag_seconds
+            if outcome.committed_at is not None:
+                self.source_time = outcome.committed_at.timestamp()
             self.handled_lsn = max(self.handled_lsn, outcome.last_lsn)
             self.applied += outcome.applied
             self.echoes += outcome.echoes
             self.batches += 1
             if outcome.marker:
                 self.last_marker = outcome.marker
+
+    def current_lag(self, now: float) -> float | None:
+        """The last batch's lag, or more when nothing (not even a heartbeat) arrived for longer
+        than the heartbeat interval: a stuck stream's lag grows instead of staying at its last value."""
+        with self.lock:
+            if self.lag_seconds is None or self.source_time is None:
+                return None
+            silent = now - self.source_time - HEARTBEAT_INTERVAL_MS / 1000
+            return max(self.lag_seconds, silent, 0.0)
 
 
 class SyncHandler(BasePythonChangeHandler):
@@ -330,7 +342,12 @@ class SyncRunner:
             reverse.offsets_forget()
 
     def _lag_report(self, forward: Stream) -> None:
-        lag = forward.progress.lag_seconds
+        now = time.time()
+        for direction, stream in self.streams.items():
+            current = stream.progress.current_lag(now)
+            if stream.running and current is not None:
+                metrics.SYNC_LAG_SECONDS.labels(self.slice.name, direction).set(current)
+        lag = forward.progress.current_lag(now)
         if lag is None or self.report_lag is None:
             return
         try:

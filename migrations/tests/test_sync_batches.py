@@ -218,3 +218,17 @@ def test_per_table_grouping_joins_a_tables_changes_across_other_tables_and_keeps
         ("thing", "delete", [2]),
         ("thing", "upsert", [2]),
     ]
+
+
+def test_a_stream_that_stops_hearing_from_its_source_reports_a_growing_lag() -> None:
+    from datetime import UTC, datetime
+
+    from migrations.apply import BatchOutcome
+    from migrations.streams import StreamProgress
+
+    progress = StreamProgress()
+    assert progress.current_lag(1000.0) is None
+    at = datetime.fromtimestamp(1000.0, tz=UTC)
+    progress.record(BatchOutcome(1, 0, 0, None, 10, at, 0.02, True))
+    assert progress.current_lag(1000.3) == 0.02  # within a heartbeat interval: the batch's lag
+    assert progress.current_lag(1010.5) == 10.0  # ten seconds without a heartbeat
