@@ -201,7 +201,7 @@ class Stream:
         self._supervisor = EngineSupervisor(
             config=self.config,
             handler_factory=lambda: SyncHandler(stream=self),
-            start_allowed=lambda: slot_exists(self.slice, self.direction),
+            start_allowed=self._slot_not_gone,
         )
         self._thread = threading.Thread(
             target=self._supervisor.run_forever, name=f"sync-{self.config.target.slot_name}", daemon=True
@@ -215,6 +215,15 @@ class Stream:
             reads=self.config.target.database_alias,
             applies_to=self.slice.applies_to_alias(self.direction),
         )
+
+    def _slot_not_gone(self) -> bool:
+        """False only when the slot is known to be dropped (a database that does not answer is the
+        engine's failure to retry, not a reason to stop the stream)."""
+        try:
+            return slot_exists(self.slice, self.direction)
+        except Exception:
+            logger.exception("sync.slot_check_failed", stream=self.name)
+            return True
 
     def stop(self) -> None:
         """Closes the engine (offsets of applied batches are flushed) and waits for it."""
@@ -310,6 +319,9 @@ class SyncRunner:
         logged_applied = {direction: 0 for direction in DIRECTIONS}
         try:
             while not self.stopping.wait(SLOT_POLL_SECONDS):
+                if not forward.running:  # its supervisor ended: the forward slot was dropped (retire)
+                    logger.warning("sync.forward_slot_dropped", slot=forward.config.target.slot_name)
+                    break
                 self._reverse_follow(reverse, allowed=not once or "reverse" in caught_up_to)
                 now = time.monotonic()
                 if now - reported >= self.REPORT_SECONDS:
@@ -333,7 +345,11 @@ class SyncRunner:
             self._progress_log(logged_applied)
 
     def _reverse_follow(self, reverse: Stream, *, allowed: bool) -> None:
-        present = slot_exists(self.slice, "reverse")
+        try:
+            present = slot_exists(self.slice, "reverse")
+        except Exception:  # the new database does not answer: look again at the next poll
+            logger.exception("sync.slot_check_failed", stream=reverse.name)
+            return
         if present and allowed and not reverse.running:
             reverse.start()
         elif not present and reverse.running:
