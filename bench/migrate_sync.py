@@ -1,7 +1,7 @@
 """Benchmark of the data-migration sync: forward lag while the monolith takes orders.
 
 A seeded legacy database; the catalogue and shop-orders slices copied to the shop database the way
-the backfill hands over (forward slot first, harness/slice_copy.py); `manage.py migrate_data sync
+the backfill hands over (forward slot first, migrations/backfill.py); `manage.py migrate_data sync
 --slice shop-orders` running as a user runs it; `manage.py traffic` (customers: browsing, placing and
 reading orders) against a legacy web process (granian, 2 workers). On this shared 2-core machine
 the legacy web process answers about 45 requests/s, about 4 orders/s (an order is a tenth of the
@@ -41,7 +41,8 @@ from django.core.management import call_command  # noqa: E402
 from harness.own_databases import own_databases  # noqa: E402
 from harness.percentiles import percentile  # noqa: E402
 from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name  # noqa: E402
-from harness.slice_copy import slice_copy, slice_streams_drop  # noqa: E402
+from harness.slice_streams import slice_streams_drop  # noqa: E402
+from migrations.backfill import backfill_slice  # noqa: E402
 from harness.waiting import wait_http_ok, wait_until  # noqa: E402
 from legacy.processes import legacy_process_commands  # noqa: E402
 from migrations.apply import database_conninfo  # noqa: E402
@@ -158,9 +159,9 @@ def run(group: ProcessGroup, amqp_url: str) -> dict[str, Any]:
     call_command("seed", stdout=open(os.devnull, "w"), **SEED)
     orders, catalogue = slice_get(SLICE), slice_get(CATALOGUE_SLICE)
     started = time.monotonic()
-    slice_copy(catalogue)
+    backfill_slice(catalogue)
     slice_streams_drop(catalogue)  # nothing writes the catalogue here: no stream to keep
-    copied = slice_copy(orders)
+    copied = {t.table: t.rows_copied for t in backfill_slice(orders).tables}
     say(f"copied {sum(copied.values())} rows in {time.monotonic() - started:.1f} s: {copied}")
 
     env = {

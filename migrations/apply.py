@@ -275,17 +275,17 @@ class StreamApplier:
         )
 
     def _reverify_record(self, cursor: psycopg.Cursor[Any], plan: PlannedBatch) -> None:
-        touched: set[tuple[str, int]] = set()
+        touched: set[tuple[str, str]] = set()
         for change in plan.changes:
             key = self.shapes[change.table].key
             for image in (change.before, change.after):
                 if image is not None and image.get(key) is not None:
-                    touched.add((change.table, int(image[key])))
+                    touched.add((change.table, str(image[key])))
         if touched:
             tables, keys = zip(*sorted(touched), strict=True)
             cursor.execute(
                 f"INSERT INTO {REVERIFY_TABLE} (slice_name, table_name, key) "
-                "SELECT %s, t, k FROM unnest(%s::text[], %s::bigint[]) AS u(t, k) "
+                "SELECT %s, t, k FROM unnest(%s::text[], %s::text[]) AS u(t, k) "
                 "ON CONFLICT (slice_name, table_name, key) DO UPDATE SET touched_at = now()",
                 [self.slice.name, list(tables), list(keys)],
             )

@@ -395,7 +395,7 @@ def _changed_compare(
         if not table_exists(cursor, REVERIFY_TABLE):
             return result, set()
         touched = {
-            (key if integer_key else str(key)): at
+            (int(key) if integer_key else str(key)): at
             for key, at in cursor.execute(
                 f"SELECT key, touched_at FROM {REVERIFY_TABLE} WHERE slice_name = %s AND table_name = %s",
                 [slice_.name, table.name],
@@ -429,7 +429,7 @@ def _reverify_clear(
         return 0
     cursor = target.execute(
         f"DELETE FROM {REVERIFY_TABLE} r USING unnest(%s::text[], %s::timestamptz[]) AS seen(key, at) "
-        "WHERE r.slice_name = %s AND r.table_name = %s AND r.key::text = seen.key "
+        "WHERE r.slice_name = %s AND r.table_name = %s AND r.key = seen.key "
         "AND r.touched_at <= seen.at",
         [[str(k) for k in keys], [touched[k] for k in keys], slice_.name, table.name],
     )

@@ -308,7 +308,7 @@ def test_verify_changed_checks_only_the_reverify_set_and_clears_the_keys_found_e
     assert report.rows_checked == 3
     assert report.differences == [RowDifference("shop_order", ids[2], DIFFERS, ("currency",))]
     assert report.reverify_keys_cleared == 2
-    assert _sql(SHOP, "SELECT key FROM migration_reverify_key") == [(ids[2],)]
+    assert _sql(SHOP, "SELECT key FROM migration_reverify_key") == [(str(ids[2]),)]
     assert report.verified_at is None  # only a full pass is reported to the control plane
 
 
