@@ -42,10 +42,10 @@ from harness.own_databases import own_databases  # noqa: E402
 from harness.percentiles import percentile  # noqa: E402
 from harness.rabbitmq_vhost import rabbitmq_vhost, vhost_name  # noqa: E402
 from harness.slice_streams import slice_streams_drop  # noqa: E402
-from migrations.backfill import backfill_slice  # noqa: E402
 from harness.waiting import wait_http_ok, wait_until  # noqa: E402
 from legacy.processes import legacy_process_commands  # noqa: E402
 from migrations.apply import database_conninfo  # noqa: E402
+from migrations.backfill import backfill_slice  # noqa: E402
 from migrations.slices import slice_get  # noqa: E402
 from migrations.state import POSITION_TABLE, stream_name  # noqa: E402
 from ops.process_group import (  # noqa: E402
