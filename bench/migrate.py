@@ -233,7 +233,7 @@ def measure() -> dict[str, Any]:
     results["goals"] = {
         "backfill_at_least_0_7_of_raw_pipe": results["backfill"]["ratio"] >= 0.7,
         "backfill_aim_0_9_of_raw_pipe": results["backfill"]["ratio"] >= 0.9,
-        "backfill_at_least_0_7_of_pipe_same_trigger_rules": results["backfill"]["ratio_same_trigger_rules"] >= 0.7,
+        "backfill_at_least_0_7_of_pipe_same_rules": results["backfill"]["ratio_same_trigger_rules"] >= 0.7,
         "verify_at_least_300000_rows_per_second": results["verify"]["rows_per_second"] >= 300_000,
     }
     return results
