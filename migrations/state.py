@@ -30,7 +30,7 @@ _DDL = {
         CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
             slice_name varchar(64) NOT NULL,
             table_name varchar(128) NOT NULL,
-            last_key bigint,
+            last_key text,  -- the key's text: any single-column key type pages by it
             rows_copied bigint NOT NULL DEFAULT 0,
             done boolean NOT NULL DEFAULT false,
             started_at timestamptz NOT NULL DEFAULT now(),
@@ -59,7 +59,7 @@ _DDL = {
         CREATE TABLE IF NOT EXISTS {STRAY_TABLE} (
             id bigserial PRIMARY KEY,
             table_name varchar(128) NOT NULL,
-            key bigint,
+            key text,  -- the key's text (to_jsonb(row) ->> key): any key type
             operation varchar(8) NOT NULL,
             writer text NOT NULL DEFAULT '',
             application_name text NOT NULL DEFAULT '',
