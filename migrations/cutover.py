@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import connections
+from django.db import OperationalError, connections
 
 from cdc.replication import capture_setup, capture_teardown, slot_status
 from migrations.models import CutoverRun, RunKind, RunOutcome
@@ -45,6 +45,8 @@ DEFAULT_MAX_FREEZE_MS = 1000
 DEFAULT_SEQUENCE_GAP = 1_000_000
 # How often the waits under the freeze look again (acknowledgements, the marker's arrival).
 _POLL_SECONDS = 0.005
+# How long creating the reverse slot (before the freeze) may wait for running transactions.
+REVERSE_SLOT_TIMEOUT_SECONDS = 60
 
 
 @dataclass
@@ -211,19 +213,19 @@ def _control_slice(name: str) -> ControlSlice:
 def _check_stream(
     slice_: Slice, direction: str, bound_seconds: float, probe: bool, report: Report
 ) -> float | None:
-    """The stream is running and keeps up: its position row exists and (unless a dry run) a probe
-    marker arrives within the slice's sync lag bound. Returns the probe's lag in ms."""
+    """The stream is running and keeps up: (unless a dry run) a probe marker written at its source
+    arrives within the slice's sync lag bound. Returns the probe's lag in ms."""
     stream = stream_name(slice_.name, direction)
     position = stream_position(slice_, direction)
     if position is None:
-        raise StepRefused(
-            f"The {direction} stream of {slice_.name!r} has never applied anything ({stream} has no "
-            f"position row): start it with `manage.py migrate_data sync --slice {slice_.name}`."
+        # A stream writes its position row with the first change it applies: a quiet slice has none
+        # until the probe's marker passes through.
+        report(f"{direction} stream: no change applied yet ({stream} has no position row)")
+    else:
+        report(
+            f"{direction} stream: {position.changes_applied} changes applied, the last at "
+            f"{position.applied_at.isoformat(timespec='seconds')} ({position.lag_seconds:.2f} s lag)"
         )
-    report(
-        f"{direction} stream: {position.changes_applied} changes applied, the last at "
-        f"{position.applied_at.isoformat(timespec='seconds')}, {position.lag_seconds:.2f} s after its source"
-    )
     if not probe:
         return None
     started = time.perf_counter()
@@ -233,8 +235,9 @@ def _check_stream(
         if time.perf_counter() > deadline:
             raise StepRefused(
                 f"A probe marker written at the {direction} stream's source did not arrive within the "
-                f"slice's sync lag bound ({bound_seconds} s): is `manage.py migrate_data sync --slice "
-                f"{slice_.name}` running and caught up? (`migrate_data status --slice {slice_.name}`)"
+                f"slice's sync lag bound ({bound_seconds} s): start `manage.py migrate_data sync --slice "
+                f"{slice_.name}` if it is not running, or let it catch up (`migrate_data status --slice "
+                f"{slice_.name}` shows its lag)."
             )
         time.sleep(_POLL_SECONDS)
     lag_ms = (time.perf_counter() - started) * 1000
@@ -307,6 +310,42 @@ class FrozenHandover:
             time.sleep(_POLL_SECONDS)
         self._step(name, started)
 
+    def reverse_slot_prepare(self) -> None:
+        """The reverse slot, before the freeze (not under it, as the design first had it): creating a
+        logical slot waits until every transaction running on the server has ended, which took 57 s
+        behind another process's bulk copy here, more than any freeze bound allows. Created now, it
+        sees only the forward sync's writes until the flip, and the reverse stream drops those as
+        echoes; the first write of the new service after the flip is in it either way."""
+        target = self.slice_.stream_target("reverse")
+        if slot_status(target).exists:
+            return
+        started = time.perf_counter()
+        alias = target.database_alias
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SET statement_timeout = %s", [f"{REVERSE_SLOT_TIMEOUT_SECONDS}s"])
+        try:
+            capture_setup(target)
+        except OperationalError as exc:
+            raise StepRefused(
+                f"Creating the reverse slot {target.slot_name} waited over {REVERSE_SLOT_TIMEOUT_SECONDS} s "
+                "for transactions running on the database server to end (pg_stat_activity lists them); "
+                f"nothing was frozen. Run the cutover again once they are done. ({exc})"
+            ) from exc
+        finally:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("RESET statement_timeout")
+        self.reverse_slot_created = True
+        self.steps_ms["reverse_slot_before_freeze"] = round((time.perf_counter() - started) * 1000, 2)
+        self.report(
+            f"created the reverse slot {target.slot_name}: it holds every new-side change from here on"
+        )
+
+    def reverse_slot_drop(self) -> list[str]:
+        if not self.reverse_slot_created:
+            return []
+        self.reverse_slot_created = False
+        return capture_teardown(self.slice_.stream_target("reverse"), dry_run=False)
+
     def freeze(self) -> int:
         # The proxies' own timer releases held writes to the current owner if this process dies; it
         # runs a little past the bound so a flip committed at the last moment reaches every proxy
@@ -366,11 +405,9 @@ class FrozenHandover:
 
         if self.to_new:
             started = time.perf_counter()
-            target = self.slice_.stream_target("reverse")
-            self.reverse_slot_created = not slot_status(target).exists
-            capture_setup(target)
+            if not slot_status(self.slice_.stream_target("reverse")).exists:
+                raise FreezeAborted("reverse_slot", "the reverse slot created before the freeze is gone")
             self._step("reverse_slot", started)
-            self.report(f"reverse slot {target.slot_name} holds every change from here on")
 
         started = time.perf_counter()
         moves = sequence_moves(self.slice_, to_new=self.to_new, gap=self.gap)
@@ -401,9 +438,7 @@ class FrozenHandover:
         except Exception as exc:  # the proxies' own timer releases them at the freeze's end
             logger.exception("cutover.release_failed", slice=self.slice_.name)
             done.append(f"could not release the freeze ({exc}); the proxies release it when it expires")
-        if self.reverse_slot_created:
-            actions = capture_teardown(self.slice_.stream_target("reverse"), dry_run=False)
-            done.extend(actions)
+        done.extend(self.reverse_slot_drop())
         return done
 
 
@@ -439,7 +474,13 @@ def _frozen_handover(
     handover: FrozenHandover, result: CutoverResult, commit: Callable[[dict[str, Any]], None]
 ) -> CutoverResult:
     """Freeze, steps, commit (the flip) or undo; the freeze is measured from its commit to the flip's."""
-    version = handover.freeze()
+    if handover.to_new:
+        handover.reverse_slot_prepare()
+    try:
+        version = handover.freeze()
+    except BaseException:
+        result.actions.extend(handover.reverse_slot_drop())
+        raise
     try:
         gate = handover.run(version)
         if handover._elapsed_ms() > handover.max_freeze_ms:
@@ -656,13 +697,13 @@ def _plan_lines(slice_: Slice, moves: list[SequenceMove], *, direction: str, max
         if forward
         else (slice_.target_database, slice_.source_database)
     )
-    lines = [
+    reverse_slot = slice_.stream_target("reverse").slot_name
+    lines = [f"create the reverse slot {reverse_slot} in {target}, before the freeze"] if forward else []
+    lines += [
         f"freeze writes to {slice_.name} in the proxies (bound {max_freeze_ms} ms); wait until all ack it",
         f"write a marker in {source}; wait until the {direction} stream applied it in {target}",
         "verify the re-verify set (the rows changed since the last clean pass)",
     ]
-    if forward:
-        lines.append(f"create the reverse slot {slice_.stream_target('reverse').slot_name} in {target}")
     lines += [f"in {target}: {move.statement()}" for move in moves]
     lines.append(
         "flip: the slice goes live and the held writes go to the new service"

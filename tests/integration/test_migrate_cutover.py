@@ -226,6 +226,16 @@ def world(
                     LOG_DIR / f"migrate-sync-{name}.log",
                 )
             )
+            from migrations.cutover import marker_arrived, marker_write
+
+            token = marker_write(world.slice, "forward")
+            wait_until(
+                lambda: marker_arrived(world.slice, "forward", token),
+                seconds=90,
+                interval=0.2,
+                what="the forward stream running",
+                process=world.sync,
+            )
             yield world
         finally:
             if world.sync is not None:
@@ -341,7 +351,7 @@ def test_two_operators_cutting_over_one_slice_one_wins_the_other_is_told_who_and
 ) -> None:
     world.to_canary_at_100()
     world.backend_mode(world.legacy_url, delay_ms=0)
-    first = world.migrate_data_start("cutover", "--who", "alice", "--hold-lock", "3")
+    first = world.migrate_data_start("cutover", "--who", "alice", "--hold-lock", "10")
     wait_until(lambda: world.last_run() is not None, seconds=30, what="alice's run", process=first)
     second = world.migrate_data("cutover", "--who", "bob")
     assert second.returncode == 1
@@ -371,6 +381,7 @@ def test_cutover_and_rollback_move_writes_and_sequences_both_ways(world: Cutover
     record = world.last_run()
     assert record.outcome == "completed" and record.freeze_ms < 1000, record.steps_ms
     assert list(record.steps_ms) == [
+        "reverse_slot_before_freeze",
         "freeze",
         "acknowledged",
         "drained",
