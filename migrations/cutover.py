@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import OperationalError, connections
+from django.db import DatabaseError, OperationalError, connections
 
 from cdc.replication import capture_setup, capture_teardown, slot_status
 from migrations.models import CutoverRun, RunKind, RunOutcome
@@ -332,8 +332,11 @@ class FrozenHandover:
                 f"nothing was frozen. Run the cutover again once they are done. ({exc})"
             ) from exc
         finally:
-            with connections[alias].cursor() as cursor:
-                cursor.execute("RESET statement_timeout")
+            try:
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("RESET statement_timeout")
+            except DatabaseError:  # the connection is gone (a server restart): the next use reconnects
+                connections[alias].close()
         self.reverse_slot_created = True
         self.steps_ms["reverse_slot_before_freeze"] = round((time.perf_counter() - started) * 1000, 2)
         self.report(
@@ -455,7 +458,7 @@ def _finish(run: CutoverRun | None, result: CutoverResult) -> CutoverResult:
             failed_step=result.failed_step,
             message=result.message,
             freeze_ms=result.freeze_ms,
-            steps_ms=result.steps_ms,
+            steps_ms=[[step, ms] for step, ms in result.steps_ms.items()],
             details={"actions": result.actions},
         )
         result.run_id = run.id

@@ -38,8 +38,8 @@ class CutoverRun(models.Model):
     max_freeze_ms = models.PositiveIntegerField(null=True, blank=True)
     # From the freeze's commit to the flip's (or the release's on an abort); None without a freeze.
     freeze_ms = models.FloatField(null=True, blank=True)
-    # {step: milliseconds} in the order the steps ran.
-    steps_ms = models.JSONField(default=dict, blank=True)
+    # [[step, milliseconds], ...] in the order the steps ran (a jsonb object would not keep it).
+    steps_ms = models.JSONField(default=list, blank=True)
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
                 ('message', models.TextField(blank=True, default='')),
                 ('max_freeze_ms', models.PositiveIntegerField(blank=True, null=True)),
                 ('freeze_ms', models.FloatField(blank=True, null=True)),
-                ('steps_ms', models.JSONField(blank=True, default=dict)),
+                ('steps_ms', models.JSONField(blank=True, default=list)),
                 ('details', models.JSONField(blank=True, default=dict)),
             ],
             options={

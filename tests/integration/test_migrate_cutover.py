@@ -149,7 +149,7 @@ class CutoverWorld:
         stats = requests.get(f"{url}/_control/stats", timeout=5).json()
         return int(stats["received"].get(f"POST {WRITE_PATH}", 0))
 
-    def migrate_data(self, step: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def migrate_data(self, step: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             manage_command("migrate_data", step, "--slice", self.name, *args),
             cwd=PROJECT_ROOT,
@@ -205,7 +205,8 @@ def world(
         env = operator_env(
             {**live_env, "STRANGLER_PLAN_FILE": str(plan_path), "LOG_LEVEL": "INFO", "SERVICE": "migrations"}
         )
-        _, proxy_url = proxy_start(group, live_env, f"cutover-{name}")
+        # Writes are slowed down to seconds at legacy here: a read timeout above that.
+        _, proxy_url = proxy_start(group, live_env, f"cutover-{name}", {"STRANGLER_READ_TIMEOUT": "10"})
         world = CutoverWorld(name, plan, env, group, legacy_url, new_url, proxy_url, sync=None)  # type: ignore[arg-type]
         for side in ("legacy", "new"):
             with world.connect(side) as conn:
@@ -247,17 +248,30 @@ def world(
             slice_tables_forget()
 
 
+@pytest.fixture(autouse=True)
+def reverse_slot_gone(world: CutoverWorld) -> Iterator[None]:
+    """The control database is emptied after each test, the streams' slots are not: a test that
+    leaves the slice live leaves the reverse slot, which the next one's canary must not have."""
+    yield
+    if world.reverse_slot_exists():
+        from cdc.replication import capture_teardown
+
+        capture_teardown(world.slice.stream_target("reverse"), dry_run=False)
+        time.sleep(1.0)  # the sync notices within half a second and stops its reverse stream
+
+
 def frozen_then(world: CutoverWorld, process: ManagedProcess) -> None:
-    wait_until(world.frozen, seconds=30, interval=0.002, what="the write freeze", process=process)
+    # Creating the reverse slot before the freeze waits for the server's running transactions.
+    wait_until(world.frozen, seconds=120, interval=0.002, what="the write freeze", process=process)
 
 
 def test_a_freeze_past_its_bound_aborts_held_writes_go_to_legacy_and_none_is_lost(
     world: CutoverWorld,
 ) -> None:
     world.to_canary_at_100()
-    # Every write takes 0.4 s at legacy and three customers write without pause: one is always in
-    # flight, so the proxy cannot acknowledge the freeze within 0.3 s.
-    world.backend_mode(world.legacy_url, delay_ms=400)
+    # Every write takes 1.5 s at legacy and three customers write without pause: when the freeze
+    # comes, the latest write has over a second to go, so the proxy cannot acknowledge within 0.3 s.
+    world.backend_mode(world.legacy_url, delay_ms=1500)
     world.backend_mode(world.new_url, delay_ms=0)
     with Writes(world.proxy_url) as writes:
         time.sleep(0.5)
@@ -283,29 +297,30 @@ def test_a_freeze_past_its_bound_aborts_held_writes_go_to_legacy_and_none_is_los
 
 def test_a_stream_that_stops_under_the_freeze_aborts_the_cutover_at_the_drain(world: CutoverWorld) -> None:
     world.to_canary_at_100()
-    # One slow write holds the acknowledgement back long enough to stop the stream under the freeze.
-    world.backend_mode(world.legacy_url, delay_ms=700)
-    slow = threading.Thread(
-        target=requests.post, args=(f"{world.proxy_url}{WRITE_PATH}",), kwargs={"timeout": 10}
-    )
-    slow.start()
-    wait_until(lambda: proxy_routing(world.proxy_url)["writes_in_flight"].get(world.name) == 1, seconds=5)
-    cutover = world.migrate_data_start("cutover", "--max-freeze-ms", "2000", "--who", "bob")
+    # Writes in flight hold the acknowledgement back until the stream is stopped under the freeze;
+    # then no new write starts, the last ones end within 0.5 s, and the proxy acknowledges.
+    world.backend_mode(world.legacy_url, delay_ms=500)
+    writes = Writes(world.proxy_url).__enter__()
     try:
+        cutover = world.migrate_data_start("cutover", "--max-freeze-ms", "2500", "--who", "bob")
         frozen_then(world, cutover)
-        world.sync.signal(signal.SIGSTOP)
+        world.sync.signal(signal.SIGSTOP)  # writes in flight keep the marker from being written for now
+        writes.__exit__()
         assert cutover.popen is not None
-        cutover.popen.wait(timeout=30)
+        cutover.popen.wait(timeout=60)
     finally:
+        writes.__exit__()
         world.sync.signal(signal.SIGCONT)
-        slow.join(timeout=10)
     log = cutover.log_tail(60)
     assert cutover.popen.returncode == 1, log
     assert "Aborted at step 'drained'" in log and "the marker" in log, log
+    assert "every proxy holds the writes" in log
     record = world.last_run()
     assert (record.outcome, record.failed_step) == ("aborted", "drained")
     assert world.control_slice().phase == "canary" and not world.frozen()
     assert not world.reverse_slot_exists()
+    assert set(writes.statuses) == {(201, "legacy")}, writes.statuses
+    assert world.received_writes(world.legacy_url) == writes.sent
     # The stream picks up where it stopped: a write at legacy still arrives at the new side.
     with world.connect("legacy") as conn:
         key = conn.execute(f"INSERT INTO {TABLE} (name) VALUES ('after the abort') RETURNING id").fetchone()[
@@ -321,22 +336,17 @@ def test_a_stream_that_stops_under_the_freeze_aborts_the_cutover_at_the_drain(wo
 
 def test_sigterm_during_a_cutover_waits_until_it_aborted(world: CutoverWorld) -> None:
     world.to_canary_at_100()
-    world.backend_mode(world.legacy_url, delay_ms=2500)  # a write in flight past the bound
-    slow = threading.Thread(
-        target=requests.post, args=(f"{world.proxy_url}{WRITE_PATH}",), kwargs={"timeout": 10}
-    )
-    slow.start()
-    wait_until(lambda: proxy_routing(world.proxy_url)["writes_in_flight"].get(world.name) == 1, seconds=5)
-    cutover = world.migrate_data_start("cutover", "--max-freeze-ms", "1200", "--who", "carol")
-    frozen_then(world, cutover)
-    signalled = time.monotonic()
-    assert cutover.popen is not None
-    os.kill(cutover.pid, signal.SIGTERM)
-    time.sleep(0.3)
-    assert cutover.alive(), "the cutover died at once instead of finishing its abort"
-    cutover.popen.wait(timeout=30)
-    slow.join(timeout=10)
-    took = time.monotonic() - signalled
+    world.backend_mode(world.legacy_url, delay_ms=3000)  # writes in flight past the bound: no ack
+    with Writes(world.proxy_url) as writes:
+        cutover = world.migrate_data_start("cutover", "--max-freeze-ms", "1200", "--who", "carol")
+        frozen_then(world, cutover)
+        signalled = time.monotonic()
+        assert cutover.popen is not None
+        os.kill(cutover.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        assert cutover.alive(), "the cutover died at once instead of finishing its abort"
+        cutover.popen.wait(timeout=60)
+        took = time.monotonic() - signalled
     log = cutover.log_tail(60)
     assert cutover.popen.returncode == -signal.SIGTERM, log
     assert "SIGTERM received: it takes effect once this run has finished or aborted" in log, log
@@ -344,6 +354,8 @@ def test_sigterm_during_a_cutover_waits_until_it_aborted(world: CutoverWorld) ->
     record = world.last_run()
     assert (record.outcome, record.failed_step) == ("aborted", "acknowledged"), record.message
     assert world.control_slice().phase == "canary" and not world.frozen()
+    assert not world.reverse_slot_exists()
+    assert set(writes.statuses) == {(201, "legacy")}, writes.statuses
 
 
 def test_two_operators_cutting_over_one_slice_one_wins_the_other_is_told_who_and_since_when(
@@ -358,7 +370,7 @@ def test_two_operators_cutting_over_one_slice_one_wins_the_other_is_told_who_and
     started = world.last_run().started_at.isoformat(timespec="seconds")
     assert f"Slice '{world.name}' is held by a cutover run of alice (pid {first.pid} on " in second.stderr
     assert f"since {started}; the cutover did not start" in second.stderr, second.stderr
-    assert first.popen is not None and first.popen.wait(timeout=60) == 0, first.log_tail(60)
+    assert first.popen is not None and first.popen.wait(timeout=180) == 0, first.log_tail(60)
     assert world.control_slice().phase == "live"
     back = world.migrate_data("rollback", "--who", "alice")
     assert back.returncode == 0, back.stdout + back.stderr
@@ -380,7 +392,7 @@ def test_cutover_and_rollback_move_writes_and_sequences_both_ways(world: Cutover
     assert cutover.returncode == 0, cutover.stdout + cutover.stderr
     record = world.last_run()
     assert record.outcome == "completed" and record.freeze_ms < 1000, record.steps_ms
-    assert list(record.steps_ms) == [
+    assert [step for step, _ in record.steps_ms] == [
         "reverse_slot_before_freeze",
         "freeze",
         "acknowledged",
@@ -413,7 +425,7 @@ def test_cutover_and_rollback_move_writes_and_sequences_both_ways(world: Cutover
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
     back = world.last_run()
     assert (back.kind, back.outcome, back.to_phase) == ("rollback", "completed", "canary")
-    assert back.freeze_ms < 1000 and "sequences" in back.steps_ms
+    assert back.freeze_ms < 1000 and "sequences" in dict(back.steps_ms)
     assert world.control_slice().phase == "canary" and not world.reverse_slot_exists()
     with world.connect("legacy") as conn:
         after = conn.execute(f"INSERT INTO {TABLE} (name) VALUES ('legacy again') RETURNING id").fetchone()[0]
