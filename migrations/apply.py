@@ -36,19 +36,16 @@ from migrations.state import (
     state_tables_ensure,
     stream_name,
 )
+from ops.database_setup import server_dsn
 
 logger = structlog.get_logger(__name__)
 
 
 def database_conninfo(alias: str, *, application_name: str) -> str:
-    config = settings.DATABASES[alias]
+    """A psycopg connection string for the database behind `alias` (the sync connects on its own:
+    the engine calls it on a Java thread Django's connections do not follow)."""
     return psycopg.conninfo.make_conninfo(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname=config["NAME"],
-        application_name=application_name[:63],
+        server_dsn(alias), dbname=settings.DATABASES[alias]["NAME"], application_name=application_name[:63]
     )
 
 
@@ -59,6 +56,17 @@ def column_types(cursor: psycopg.Cursor[Any], table: str) -> dict[str, ColumnTyp
         [table],
     )
     return {name: ColumnType(data_type, precision) for name, data_type, precision in cursor.fetchall()}
+
+
+def foreign_keys_deferrable(cursor: psycopg.Cursor[Any], tables: tuple[str, ...]) -> bool:
+    """True when every foreign key between two of `tables` is DEFERRABLE (Django makes them so)."""
+    cursor.execute(
+        "SELECT coalesce(bool_and(condeferrable), true) FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s) AND confrelid::regclass::text = ANY(%s)",
+        [list(tables), list(tables)],
+    )
+    row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,9 @@ class StreamApplier:
         self.shapes = {shape.name: shape for shape in shapes}
         self.types: dict[str, dict[str, ColumnType]] = {}
         self.echoes = EchoTransactions()
+        # Statements grouped per table across a batch (see operations_for); only when every
+        # foreign key between the slice's tables can be checked at commit.
+        self.per_table = False
         self._conn: psycopg.Connection[Any] | None = None
         self._heartbeat_written = 0.0
 
@@ -112,6 +123,7 @@ class StreamApplier:
             with conn.transaction(), conn.cursor() as cursor:
                 state_tables_ensure(cursor, POSITION_TABLE, REVERIFY_TABLE)
                 self.types = {table: column_types(cursor, table) for table in self.shapes}
+                self.per_table = foreign_keys_deferrable(cursor, tuple(self.shapes))
                 stored = self._stored(cursor, lock=False)
             if stored is not None and stored.echo_tx_id is not None:
                 self.echoes.add(stored.echo_tx_id)
@@ -142,7 +154,9 @@ class StreamApplier:
         """One transaction: position row first, then the batch's new changes; nothing twice."""
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cursor:
-            cursor.execute(f"SET LOCAL {WRITER_SETTING} = '{SYNC_WRITER}'")
+            # One round trip: the writer tag (and foreign keys checked at commit) for this transaction.
+            deferred = "; SET CONSTRAINTS ALL DEFERRED" if self.per_table else ""
+            cursor.execute(f"SET LOCAL {WRITER_SETTING} = '{SYNC_WRITER}'{deferred}")
             stored = self._stored(cursor, lock=True)
             plan = batch_plan(
                 changes,
@@ -156,7 +170,10 @@ class StreamApplier:
             wrote = False
             if plan.needs_write:
                 self._position_write(cursor, plan)
-                for operation in operations_for(plan.changes, shapes=self.shapes, types=self.types):
+                operations = operations_for(
+                    plan.changes, shapes=self.shapes, types=self.types, per_table=self.per_table
+                )
+                for operation in operations:
                     self._operation_apply(cursor, operation)
                 if self.direction == "forward":
                     self._reverify_record(cursor, plan)
@@ -258,16 +275,17 @@ class StreamApplier:
         )
 
     def _reverify_record(self, cursor: psycopg.Cursor[Any], plan: PlannedBatch) -> None:
-        touched: dict[str, set[int]] = {}
+        touched: set[tuple[str, str]] = set()
         for change in plan.changes:
-            shape = self.shapes[change.table]
+            key = self.shapes[change.table].key
             for image in (change.before, change.after):
-                if image is not None and image.get(shape.key) is not None:
-                    touched.setdefault(change.table, set()).add(int(image[shape.key]))
-        for table, keys in touched.items():
+                if image is not None and image.get(key) is not None:
+                    touched.add((change.table, str(image[key])))
+        if touched:
+            tables, keys = zip(*sorted(touched), strict=True)
             cursor.execute(
                 f"INSERT INTO {REVERIFY_TABLE} (slice_name, table_name, key) "
-                "SELECT %s, %s, unnest(%s::bigint[]) "
+                "SELECT %s, t, k FROM unnest(%s::text[], %s::text[]) AS u(t, k) "
                 "ON CONFLICT (slice_name, table_name, key) DO UPDATE SET touched_at = now()",
-                [self.slice.name, table, sorted(keys)],
+                [self.slice.name, list(tables), list(keys)],
             )

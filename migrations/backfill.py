@@ -24,7 +24,13 @@ import psycopg
 from psycopg import errors, sql
 
 from cdc.replication import capture_setup, slot_status
-from migrations.raw_connections import column_list, raw_connect, table_exists, writer_tag_set
+from migrations.raw_connections import (
+    column_list,
+    copy_relay,
+    slice_connections,
+    table_exists,
+    writer_tag_set,
+)
 from migrations.slices import Slice, TableShape, slice_tables
 from migrations.state import (
     CHECKPOINT_TABLE,
@@ -72,6 +78,8 @@ class BackfillReport:
     actions: list[str] = field(default_factory=list)  # done, or to be done in a dry run
     tables: list[TableCopy] = field(default_factory=list)
     seconds: float = 0.0
+    # State tables and slot (creating a slot waits for the server's running transactions to end).
+    setup_seconds: float = 0.0
 
     @property
     def rows(self) -> int:
@@ -124,8 +132,7 @@ def backfill_slice(
             "is running; the backfill comes before the sync. Stop `migrate_data sync` first."
         )
     with (
-        raw_connect(slice_.source_alias, application_name="migrate_data backfill", autocommit=True) as source,
-        raw_connect(slice_.target_alias, application_name="migrate_data backfill", autocommit=True) as target,
+        slice_connections(slice_, application_name="migrate_data backfill") as (source, target),
     ):
         _lock(target, slice_)
         with target.cursor() as cursor:
@@ -134,7 +141,9 @@ def backfill_slice(
                 checkpoints = {}
             else:
                 _refuse_unexplained_rows(cursor, slice_, tables, checkpoints)
+        set_up_started = time.monotonic()
         _set_up(source, target, slice_, tables, options, report)
+        report.setup_seconds = time.monotonic() - set_up_started
         if options.dry_run:
             _plan_copies(source, tables, checkpoints, report)
         else:
@@ -151,11 +160,17 @@ def backfill_slice(
     return report
 
 
-def _lock(target: psycopg.Connection[Any], slice_: Slice) -> None:
-    """One backfill per slice at a time (a session lock in the target, gone with the process)."""
-    with target.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"migrate_data backfill {slice_.name}"])
-        row = cursor.fetchone()
+def _lock(target: psycopg.Connection[Any], slice_: Slice, *, wait_seconds: float = 5.0) -> None:
+    """One backfill per slice at a time: a session lock in the target, gone with the process (a
+    killed run's server session may take a moment to notice; the lock is tried for a few seconds)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        row = target.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", [f"migrate_data backfill {slice_.name}"]
+        ).fetchone()
+        if (row and row[0]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if not (row and row[0]):
         raise StepRefused(
             f"Another backfill of slice {slice_.name!r} is running; let it finish (or stop it)."
@@ -298,8 +313,7 @@ def _chunk_copy(
     with target.transaction(), source.cursor() as out_cursor, target.cursor() as in_cursor:
         writer_tag_set(in_cursor, SYNC_WRITER)
         with out_cursor.copy(copy_out) as rows_out, in_cursor.copy(copy_in) as rows_in:
-            for block in rows_out:
-                rows_in.write(block)
+            copy_relay(rows_out, rows_in)
         copied = in_cursor.rowcount
         in_cursor.execute(
             f"INSERT INTO {CHECKPOINT_TABLE} (slice_name, table_name, last_key, rows_copied) "
@@ -372,8 +386,16 @@ def _table_copy(
     return result
 
 
+def throttle_delay(*, elapsed: float, rows: int, max_rows_per_second: float | None) -> float:
+    """Seconds to wait so that `rows` copied since the start average at most the bound."""
+    if not max_rows_per_second:
+        return 0.0
+    return max(0.0, rows / max_rows_per_second - elapsed)
+
+
 def _throttle(started: float, rows: int, max_rows_per_second: float | None) -> None:
-    if max_rows_per_second:
-        ahead = rows / max_rows_per_second - (time.monotonic() - started)
-        if ahead > 0:
-            time.sleep(ahead)
+    delay = throttle_delay(
+        elapsed=time.monotonic() - started, rows=rows, max_rows_per_second=max_rows_per_second
+    )
+    if delay:
+        time.sleep(delay)

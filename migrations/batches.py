@@ -247,30 +247,40 @@ def operations_for(
     *,
     shapes: Mapping[str, TableShape],
     types: Mapping[str, Mapping[str, ColumnType]],
+    per_table: bool = False,
 ) -> list[Operation]:
-    """The changes as statements, in stream order: consecutive changes of the same table, kind and
-    columns share one statement, and a key seen twice starts a new one (one statement never
-    touches a row twice, and two changes of one key keep their order)."""
+    """The changes as statements. Consecutive changes of the same table, kind and columns share one
+    statement, and a key seen twice starts a new one (one statement never touches a row twice, two
+    changes of one key keep their order).
+
+    With `per_table`, "consecutive" is counted within each table: a change joins its table's last
+    statement across changes of other tables. Every table's changes keep their order; only the
+    order between tables changes, which foreign keys checked at commit allow (the caller says so).
+    An order's row and its lines, interleaved in the stream, then take two statements per batch
+    instead of two per order."""
     operations: list[Operation] = []
-    current: Operation | None = None
-    seen: set[Any] = set()
+    open_by_table: dict[str, tuple[Operation, set[Any]]] = {}
+    current_table: str | None = None
     for change in changes:
         shape = shapes[change.table]
+        if not per_table and change.table != current_table:
+            open_by_table.clear()
+        current_table = change.table
         for kind, columns, image, key_value in _change_operations(change, shape, types[change.table]):
-            image_columns = tuple(image)
+            open_ = open_by_table.get(change.table)
             if (
-                current is None
-                or current.table != change.table
-                or current.kind != kind
-                or current.columns != columns
-                or current.image_columns() != image_columns
-                or key_value in seen
+                open_ is None
+                or open_[0].kind != kind
+                or open_[0].columns != columns
+                or open_[0].image_columns() != tuple(image)
+                or key_value in open_[1]
             ):
-                current = Operation(table=change.table, kind=kind, key=shape.key, columns=columns)
-                operations.append(current)
-                seen = set()
+                open_ = (Operation(table=change.table, kind=kind, key=shape.key, columns=columns), set())
+                open_by_table[change.table] = open_
+                operations.append(open_[0])
+            operation, seen = open_
             seen.add(key_value)
-            current.keys.append(key_value)
+            operation.keys.append(key_value)
             if kind != "delete":
-                current.rows.append(image)
+                operation.rows.append(image)
     return operations

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from migrations.raw_connections import raw_connect
+from migrations.raw_connections import slice_connections
 from migrations.slices import Slice, SliceRefused, plan_current, slice_get, slice_tables
 from migrations.table_stats import rows_estimate
 
@@ -68,8 +68,7 @@ def slice_plans(*, name: str | None = None) -> list[SlicePlan]:
 def _tables(slice_: Slice) -> list[TablePlan]:
     shapes = slice_tables(slice_)
     with (
-        raw_connect(slice_.source_alias, application_name="migrate_data plan", autocommit=True) as source,
-        raw_connect(slice_.target_alias, application_name="migrate_data plan", autocommit=True) as target,
+        slice_connections(slice_, application_name="migrate_data plan") as (source, target),
         source.cursor() as source_cursor,
         target.cursor() as target_cursor,
     ):

@@ -7,11 +7,17 @@ into text reads the same on both sides whatever the server's or the user's defau
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.conf import settings
 from psycopg import sql
+from psycopg.abc import Buffer
+
+if TYPE_CHECKING:
+    from migrations.slices import Slice
 
 # Server settings that decide how a value is written as text.
 CANONICAL_TEXT_OPTIONS = (
@@ -39,11 +45,40 @@ def raw_connect(alias: str, *, application_name: str, autocommit: bool = False) 
     )
 
 
+@contextmanager
+def slice_connections(
+    slice_: Slice, *, application_name: str
+) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
+    """(source, target) connections of the slice, in autocommit (transactions are explicit)."""
+    with (
+        raw_connect(slice_.source_alias, application_name=application_name, autocommit=True) as source,
+        raw_connect(slice_.target_alias, application_name=application_name, autocommit=True) as target,
+    ):
+        yield source, target
+
+
 def writer_tag_set(cursor: psycopg.Cursor[Any], writer: str) -> None:
     """Tags the rest of the current transaction's writes as `writer` (migration.writer)."""
     from migrations.state import WRITER_SETTING
 
     cursor.execute("SELECT set_config(%s, %s, true)", [WRITER_SETTING, writer])
+
+
+# PostgreSQL sends COPY TO data one row per message; handing the target 128 KiB at a time (psycopg's
+# largest single write) instead of one row per call keeps Python's share of the pipe small.
+COPY_RELAY_BYTES = 128 * 1024
+
+
+def copy_relay(rows_out: Iterable[Buffer], rows_in: psycopg.Copy) -> None:
+    """Streams a `COPY ... TO STDOUT` into a `COPY ... FROM STDIN` (same format), in large writes."""
+    pending = bytearray()
+    for block in rows_out:
+        pending += block
+        if len(pending) >= COPY_RELAY_BYTES:
+            rows_in.write(pending)
+            pending = bytearray()
+    if pending:
+        rows_in.write(pending)
 
 
 def table_exists(cursor: psycopg.Cursor[Any], table: str) -> bool:

@@ -54,7 +54,7 @@ _DDL = {
         CREATE TABLE IF NOT EXISTS {REVERIFY_TABLE} (
             slice_name varchar(64) NOT NULL,
             table_name varchar(128) NOT NULL,
-            key bigint NOT NULL,
+            key text NOT NULL,  -- the key's text: any single-column key type
             touched_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (slice_name, table_name, key)
         )""",

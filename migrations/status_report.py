@@ -9,7 +9,7 @@ from datetime import datetime
 
 from cdc.replication import slot_status
 from migrations.backfill import checkpoints_read
-from migrations.raw_connections import raw_connect, table_exists
+from migrations.raw_connections import slice_connections, table_exists
 from migrations.slices import Slice, slice_tables
 from migrations.state import REVERIFY_TABLE, stream_name
 from migrations.stray_writes import stray_triggers_installed, stray_writes_count
@@ -71,8 +71,7 @@ def slice_status(slice_: Slice) -> SliceStatus:
     )
     tables = slice_tables(slice_)
     with (
-        raw_connect(slice_.source_alias, application_name="migrate_data status", autocommit=True) as source,
-        raw_connect(slice_.target_alias, application_name="migrate_data status", autocommit=True) as target,
+        slice_connections(slice_, application_name="migrate_data status") as (source, target),
         source.cursor() as source_cursor,
         target.cursor() as target_cursor,
     ):

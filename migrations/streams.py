@@ -95,7 +95,8 @@ def source_wal_lsn(slice_: Slice, direction: str) -> int:
 class StreamProgress:
     """What the handler (on the engine's Java thread) tells the sync process."""
 
-    lag_seconds: float | None = None
+    lag_seconds: float | None = None  # of the last batch
+    source_time: float | None = None  # epoch seconds of the newest source commit (or heartbeat) applied
     handled_lsn: int = 0
     applied: int = 0
     echoes: int = 0
@@ -107,12 +108,23 @@ class StreamProgress:
         with self.lock:
             if outcome.lag_seconds is not None:
                 self.lag_seconds = outcome.lag_seconds
+            if outcome.committed_at is not None:
+                self.source_time = outcome.committed_at.timestamp()
             self.handled_lsn = max(self.handled_lsn, outcome.last_lsn)
             self.applied += outcome.applied
             self.echoes += outcome.echoes
             self.batches += 1
             if outcome.marker:
                 self.last_marker = outcome.marker
+
+    def current_lag(self, now: float) -> float | None:
+        """The last batch's lag, or more when nothing (not even a heartbeat) arrived for longer
+        than the heartbeat interval: a stuck stream's lag grows instead of staying at its last value."""
+        with self.lock:
+            if self.lag_seconds is None or self.source_time is None:
+                return None
+            silent = now - self.source_time - HEARTBEAT_INTERVAL_MS / 1000
+            return max(self.lag_seconds, silent, 0.0)
 
 
 class SyncHandler(BasePythonChangeHandler):
@@ -189,7 +201,7 @@ class Stream:
         self._supervisor = EngineSupervisor(
             config=self.config,
             handler_factory=lambda: SyncHandler(stream=self),
-            start_allowed=lambda: slot_exists(self.slice, self.direction),
+            start_allowed=self._slot_not_gone,
         )
         self._thread = threading.Thread(
             target=self._supervisor.run_forever, name=f"sync-{self.config.target.slot_name}", daemon=True
@@ -203,6 +215,15 @@ class Stream:
             reads=self.config.target.database_alias,
             applies_to=self.slice.applies_to_alias(self.direction),
         )
+
+    def _slot_not_gone(self) -> bool:
+        """False only when the slot is known to be dropped (a database that does not answer is the
+        engine's failure to retry, not a reason to stop the stream)."""
+        try:
+            return slot_exists(self.slice, self.direction)
+        except Exception:
+            logger.exception("sync.slot_check_failed", stream=self.name)
+            return True
 
     def stop(self) -> None:
         """Closes the engine (offsets of applied batches are flushed) and waits for it."""
@@ -220,9 +241,9 @@ class Stream:
         close_old_connections()
 
 
-def backfill_wait(slice_: Slice, *, stopping: threading.Event, poll_seconds: float = 1.0) -> bool:
-    """Returns once the backfill marks every table done (True) or when stopping (False). Refuses a
-    slice whose forward slot does not exist: nothing was backfilled, or the slot was dropped."""
+def forward_slot_check(slice_: Slice) -> None:
+    """Refuses a slice whose forward slot does not exist: nothing was backfilled, or the slot was
+    dropped (the changes made since are lost to the stream)."""
     if not slot_exists(slice_, "forward"):
         slot = slice_.stream_target("forward").slot_name
         raise StepRefused(
@@ -230,6 +251,11 @@ def backfill_wait(slice_: Slice, *, stopping: threading.Event, poll_seconds: flo
             f"database: run `manage.py migrate_data backfill --slice {slice_.name}` first (it creates "
             "the slot before copying, so the sync replays every change made since)."
         )
+
+
+def backfill_wait(slice_: Slice, *, stopping: threading.Event, poll_seconds: float = 1.0) -> bool:
+    """Returns once the backfill marks every table done (True) or when stopping (False)."""
+    forward_slot_check(slice_)
     logged_at = 0.0
     while not stopping.is_set():
         progress = backfill_progress(slice_)
@@ -293,6 +319,9 @@ class SyncRunner:
         logged_applied = {direction: 0 for direction in DIRECTIONS}
         try:
             while not self.stopping.wait(SLOT_POLL_SECONDS):
+                if not forward.running:  # its supervisor ended: the forward slot was dropped (retire)
+                    logger.warning("sync.forward_slot_dropped", slot=forward.config.target.slot_name)
+                    break
                 self._reverse_follow(reverse, allowed=not once or "reverse" in caught_up_to)
                 now = time.monotonic()
                 if now - reported >= self.REPORT_SECONDS:
@@ -316,7 +345,11 @@ class SyncRunner:
             self._progress_log(logged_applied)
 
     def _reverse_follow(self, reverse: Stream, *, allowed: bool) -> None:
-        present = slot_exists(self.slice, "reverse")
+        try:
+            present = slot_exists(self.slice, "reverse")
+        except Exception:  # the new database does not answer: look again at the next poll
+            logger.exception("sync.slot_check_failed", stream=reverse.name)
+            return
         if present and allowed and not reverse.running:
             reverse.start()
         elif not present and reverse.running:
@@ -325,7 +358,12 @@ class SyncRunner:
             reverse.offsets_forget()
 
     def _lag_report(self, forward: Stream) -> None:
-        lag = forward.progress.lag_seconds
+        now = time.time()
+        for direction, stream in self.streams.items():
+            current = stream.progress.current_lag(now)
+            if stream.running and current is not None:
+                metrics.SYNC_LAG_SECONDS.labels(self.slice.name, direction).set(current)
+        lag = forward.progress.current_lag(now)
         if lag is None or self.report_lag is None:
             return
         try:

@@ -1,13 +1,13 @@
 """Verification: are a slice's tables equal on both sides, and which rows differ if not.
 
 A full pass computes per chunk of keys, IN SQL on each side at once, the row count and the sum of a
-64-bit hash of each row's text (`hashtextextended(ROW(columns)::text, 0)`): as sensitive as the md5
-of the chunk's concatenated row hashes and about three times faster, since it needs no sort
-(measured: 1.3-1.6 s against 4.4 s per million rows on one core). Row text is built from the
-columns both sides have, in a fixed order, in sessions that write values the same way
-(raw_connections: UTC, ISO dates); json columns are compared as jsonb, so the sync writing the
-same document with other spacing is no difference. Chunks whose sums differ are drilled down to
-their keys, and those keys to the columns that differ.
+64-bit hash of each row (`hash_record_extended` over the columns both sides have, in a fixed order,
+each value hashed by its type's hash function, or as text where the type has none): as sensitive
+as the md5 of the chunk's concatenated row md5s and several times faster, since it needs neither a
+sort nor text (see _row_hash). Text is written by sessions that format values the same way
+(raw_connections: UTC, ISO dates); json columns are compared as jsonb, so the sync writing the same
+document with other spacing is no difference. Chunks whose sums differ are drilled down to their
+keys, and those keys to the columns whose values (as text) differ.
 
 Under running traffic a difference can be the sync's lag: differing keys are read again on both
 sides a few times over about two seconds and reported only if they still differ.
@@ -35,7 +35,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from migrations.progress_display import table_progress
-from migrations.raw_connections import raw_connect, table_exists
+from migrations.raw_connections import slice_connections, table_exists
 from migrations.slices import Slice, TableShape, slice_tables
 from migrations.state import REVERIFY_TABLE, stream_name
 from migrations.stray_writes import StrayWrite, stray_writes_list
@@ -148,8 +148,7 @@ def verify_slice(
     tables = slice_tables(slice_)
     report = VerifyReport(slice_name=slice_.name, changed_only=changed_only)
     with (
-        raw_connect(slice_.source_alias, application_name="migrate_data verify", autocommit=True) as source,
-        raw_connect(slice_.target_alias, application_name="migrate_data verify", autocommit=True) as target,
+        slice_connections(slice_, application_name="migrate_data verify") as (source, target),
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
         sides = _Sides(source, target, pool)
@@ -208,9 +207,31 @@ def _value(table: TableShape, column: str) -> sql.Composable:
     return sql.Identifier(column)
 
 
-def _row_hash(table: TableShape) -> sql.Composable:
-    values = sql.SQL(", ").join(_value(table, c) for c in table.columns)
-    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(values)
+def _hashed_natively(conn: psycopg.Connection[Any], table: TableShape) -> frozenset[str]:
+    """The table's columns whose type has its own 64-bit hash function (numbers, text, times,
+    uuid, jsonb, ...): hashed as values, without being written as text first."""
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND EXISTS (SELECT 1 FROM pg_amproc p JOIN pg_opfamily f ON f.oid = "
+        "p.amprocfamily JOIN pg_am am ON am.oid = f.opfmethod WHERE am.amname = 'hash' "
+        "AND p.amproclefttype = a.atttypid AND p.amprocnum = 2)",
+        [f'public."{table.name}"'],
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
+
+
+def _row_hash(table: TableShape, natively: frozenset[str]) -> sql.Composable:
+    """A 64-bit hash of the row's compared values: `hash_record_extended` over the columns, each
+    hashed by its type's own function when it has one, else as text (json as jsonb). Measured on a
+    million rows: 1.1-1.9 s against 2.0 s for hashing the row's text and 4.4 s for md5 of
+    concatenated md5s. Equal values hash equally (a numeric's trailing zeros do not count)."""
+    values = sql.SQL(", ").join(
+        _value(table, c)
+        if c in natively or c in table.json_columns
+        else sql.SQL("{}::text").format(_value(table, c))
+        for c in table.columns
+    )
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(values)
 
 
 def _bucket(table: TableShape, integer_key: bool, buckets: int, chunk_keys: int) -> sql.Composable:
@@ -222,6 +243,12 @@ def _bucket(table: TableShape, integer_key: bool, buckets: int, chunk_keys: int)
     return sql.SQL("abs(hashtextextended({}::text, 0) % {})").format(key, sql.Literal(buckets))
 
 
+def bucket_bounds(bucket: int, chunk_keys: int) -> tuple[int, int]:
+    """Exclusive bounds of the integer keys in chunk `bucket` (PostgreSQL's `key / n` truncates
+    towards zero, so chunk 0 holds the keys from -(n-1) to n-1): a range the key's index can scan."""
+    return bucket * chunk_keys - chunk_keys, bucket * chunk_keys + chunk_keys
+
+
 def _bucket_where(
     table: TableShape, integer_key: bool, bucket: int, buckets: int, chunk_keys: int
 ) -> sql.Composable:
@@ -230,8 +257,7 @@ def _bucket_where(
     )
     if not integer_key:
         return condition
-    # key / n truncates towards zero: the keys of chunk b lie within (b*n - n, b*n + n).
-    low, high = bucket * chunk_keys - chunk_keys, bucket * chunk_keys + chunk_keys
+    low, high = bucket_bounds(bucket, chunk_keys)
     return sql.SQL("{key} > {low} AND {key} < {high} AND {condition}").format(
         key=sql.Identifier(table.key), low=sql.Literal(low), high=sql.Literal(high), condition=condition
     )
@@ -247,8 +273,9 @@ def _full_compare(
         on_progress(table.name, 0, expected)
     buckets = max(1, math.ceil(expected / chunk_keys))
     bucket = _bucket(table, integer_key, buckets, chunk_keys)
+    row_hash = _row_hash(table, _hashed_natively(sides.target, table))
     query = sql.SQL("SELECT {bucket}, count(*), sum({hash}) FROM {table} GROUP BY 1").format(
-        bucket=bucket, hash=_row_hash(table), table=sql.Identifier(table.name)
+        bucket=bucket, hash=row_hash, table=sql.Identifier(table.name)
     )
 
     def sums(conn: psycopg.Connection[Any]) -> dict[int, tuple[int, Decimal]]:
@@ -268,7 +295,7 @@ def _full_compare(
         where = _bucket_where(table, integer_key, b, buckets, chunk_keys)
         keyed = sql.SQL("SELECT {key}, {hash} FROM {table} WHERE {where}").format(
             key=sql.Identifier(table.key),
-            hash=_row_hash(table),
+            hash=row_hash,
             table=sql.Identifier(table.name),
             where=where,
         )
@@ -301,7 +328,7 @@ def _rows_by_key(
     return {row[0]: tuple(row[1:]) for row in conn.execute(query, [keys])}
 
 
-def _compare_rows(
+def compare_rows(
     table: TableShape,
     keys: Iterable[Any],
     source: dict[Any, tuple[Any, ...]],
@@ -343,7 +370,7 @@ def _confirmed(sides: _Sides, suspects: list[_Suspects], recheck_seconds: float)
             source, target = sides.both(
                 partial(_rows_by_key, table=suspect.table, keys=keys, as_text=suspect.as_text)
             )
-            found = _compare_rows(suspect.table, keys, source, target)
+            found = compare_rows(suspect.table, keys, source, target)
             suspect.keys = {d.key for d in found}
             differences.extend(found)
         if not differences or time.monotonic() + interval > deadline:
@@ -368,7 +395,7 @@ def _changed_compare(
         if not table_exists(cursor, REVERIFY_TABLE):
             return result, set()
         touched = {
-            (key if integer_key else str(key)): at
+            (int(key) if integer_key else str(key)): at
             for key, at in cursor.execute(
                 f"SELECT key, touched_at FROM {REVERIFY_TABLE} WHERE slice_name = %s AND table_name = %s",
                 [slice_.name, table.name],
@@ -379,7 +406,7 @@ def _changed_compare(
     for start in range(0, len(keys), chunk_keys):
         batch = keys[start : start + chunk_keys]
         source, target = sides.both(partial(_rows_by_key, table=table, keys=batch, as_text=not integer_key))
-        differing = {d.key for d in _compare_rows(table, batch, source, target)}
+        differing = {d.key for d in compare_rows(table, batch, source, target)}
         equal = [k for k in batch if k not in differing]
         candidates |= differing
         result.rows_source += len(batch)
@@ -402,7 +429,7 @@ def _reverify_clear(
         return 0
     cursor = target.execute(
         f"DELETE FROM {REVERIFY_TABLE} r USING unnest(%s::text[], %s::timestamptz[]) AS seen(key, at) "
-        "WHERE r.slice_name = %s AND r.table_name = %s AND r.key::text = seen.key "
+        "WHERE r.slice_name = %s AND r.table_name = %s AND r.key = seen.key "
         "AND r.touched_at <= seen.at",
         [[str(k) for k in keys], [touched[k] for k in keys], slice_.name, table.name],
     )

@@ -66,10 +66,12 @@ CDC_DATABASE_PASSWORD_FALLBACK = env.str("CDC_DATABASE_PASSWORD_FALLBACK", defau
 # publication "<prefix>cdc_outbox_<database>_<table>" unless these are set.
 CDC_OUTBOX_SLOT_NAME = env.str("CDC_OUTBOX_SLOT_NAME", default="")
 CDC_OUTBOX_PUBLICATION_NAME = env.str("CDC_OUTBOX_PUBLICATION_NAME", default="")
-# Directories of event schemas (<type>.json) the domains register (the legacy shop's events), then
-# CDC_EXTRA_SCHEMA_DIRS from the environment (e.g. a test's or a new service's own types).
+# Directories of event schemas (<type>.json): the shop's events (a neutral data directory, read by the
+# legacy CDC capture and the shop service alike), then CDC_EXTRA_SCHEMA_DIRS from the environment
+# (e.g. a test's or a new service's own types).
 CDC_EVENT_SCHEMA_DIRS = [
-    str(BASE_DIR / "legacy" / "shop" / "event_schemas"),  # legacy.shop.change_events.SCHEMA_DIR
+    str(BASE_DIR / "contracts" / "events" / "shop"),  # legacy.shop.change_events.SCHEMA_DIR
+    str(BASE_DIR / "contracts" / "events" / "crm"),  # the CRM service's own events (crm_app)
     *env.list("CDC_EXTRA_SCHEMA_DIRS", default=[]),
 ]
 

@@ -1,11 +1,14 @@
 """Settings of event consumers (RabbitMQ or Kafka) and of the transactional outbox."""
 
+from config.settings.base import SERVICE
 from config.settings.env import env
 
 # The exchange, broker URLs and Kafka topic consumers read are the CDC_* ones in cdc.py.
 
-# Modules that define consumer groups (each registers its groups when imported).
-CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=["legacy.crm.consumers"])
+# Modules that define consumer groups (each registers its groups when imported); by default the
+# SERVICE's own, since a module imports its app's models, which only that SERVICE loads.
+SERVICE_CONSUMER_MODULES = {"legacy": ["legacy.crm.consumers"], "crm": ["crm_app.consumers"]}
+CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=SERVICE_CONSUMER_MODULES.get(SERVICE, []))
 # "rabbitmq" or "kafka": the broker `manage.py consume` reads from.
 CONSUMER_TRANSPORT = env.str("CONSUMER_TRANSPORT", default="rabbitmq")
 # RabbitMQ: events are spread over this many partition queues by a hash of the aggregate id; each

@@ -1,5 +1,10 @@
-"""Business settings of the legacy system: how the CRM orchestrates and how fast the MES works."""
+"""Business settings of the legacy system: how the CRM orchestrates and how fast the MES works;
+and how the extracted services call each other."""
 
+import hashlib
+import hmac
+
+from config.settings.base import SECRET_KEY
 from config.settings.env import env
 
 # "polling": the CRM's periodic task polls the shared database (today's behaviour).
@@ -9,6 +14,10 @@ CRM_POLL_BATCH_SIZE = env.int("CRM_POLL_BATCH_SIZE", default=200)
 # Simulated duration of each production stage (queued -> cutting -> ... -> done).
 MES_STAGE_SECONDS = env.float("MES_STAGE_SECONDS", default=1.0)
 MES_API_RATE_LIMIT = env.str("MES_API_RATE_LIMIT", default="6000/min")
+# Keys with a rate of their own, by key name: MES_API_KEY_RATE_LIMITS=shop-service=1000/s. The shop
+# service asks one quote per distinct order line (about 1.5 per order): 200 orders/s need ~300
+# quotes/s, three times MES_API_RATE_LIMIT. A per-second window keeps DRF's request history short.
+MES_API_KEY_RATE_LIMITS = env.dict("MES_API_KEY_RATE_LIMITS", default={})
 # Failed MES API-key attempts (a key that matches none) are counted per client address and per
 # presented key prefix, in the shared cache, over fixed windows. An address or prefix past its
 # bound is answered 429 until its window ends, whatever key it sends: guessing keys costs time.
@@ -29,9 +38,33 @@ CELERY_BEAT_SCHEDULE = (
     if ORCHESTRATION_MODE == "polling"
     else {}
 )
-SERVICE_PROCESSES = {"legacy": "legacy.processes:legacy_process_commands"}  # ops.process_group starts them
+# How each service runs (ops.process_group starts them).
+SERVICE_PROCESSES = {
+    "legacy": "legacy.processes:legacy_process_commands",
+    "shop": "shop_app.processes:shop_process_commands",
+    "crm": "crm_app.processes:crm_process_commands",
+}
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
 # migration records, so the existing tables are not created again. The monolith's apps were
 # `shop`, `crm` and `mes`, names that collided with the extracted services'.
 MIGRATION_APP_LABEL_RENAMES = {"shop": "legacy_shop", "crm": "legacy_crm", "mes": "legacy_mes"}
+
+# The extracted shop prices each order line through the MES quotes API of whoever serves it (the
+# monolith today, mes_pricing after the MES split), over HTTP with a bounded wait. MES_API_KEY is
+# a key issued by that service (`SERVICE=legacy manage.py credentials api-key --name shop-service`).
+MES_API_URL = env.str("MES_API_URL", default="http://127.0.0.1:8000")
+MES_API_KEY = env.str("MES_API_KEY", default="")
+MES_API_TIMEOUT = env.float("MES_API_TIMEOUT", default=2.0)
+
+# Service-to-service calls ("Authorization: Service <token>" on the shop's /shop/internal/ API).
+# Without SERVICE_API_TOKEN every process of one checkout derives the same token from SECRET_KEY,
+# so they agree with nothing to configure; production sets it (and DJANGO_SECRET_KEY).
+SERVICE_API_TOKEN = env.str(
+    "SERVICE_API_TOKEN",
+    default=hmac.new(SECRET_KEY.encode(), b"service-api-token", hashlib.sha256).hexdigest(),
+)
+# Where the CRM finds the shop's internal API, and how long it waits for an answer before it tells
+# its staff client the shop is unavailable (503) instead of hanging.
+SHOP_INTERNAL_URL = env.str("SHOP_INTERNAL_URL", default="http://127.0.0.1:8001")
+SHOP_INTERNAL_TIMEOUT = env.float("SHOP_INTERNAL_TIMEOUT", default=2.0)

@@ -13,9 +13,9 @@ from rest_framework.views import APIView
 from legacy.crm import selectors
 from legacy.crm.models import Note
 from legacy.crm.services import note_add, order_cancel, order_confirm
-from legacy.json_fields import JsonCharField
 from legacy.shop.models import Customer, Order, OrderStatus
 from legacy.shop.serializers import OrderLineSerializer, OrderStatusChangeSerializer
+from ops.json_fields import JsonCharField
 from ops.openapi import error_response
 
 

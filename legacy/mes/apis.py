@@ -7,10 +7,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from legacy.json_fields import JsonCharField, JsonIntegerField
 from legacy.mes.authentication import ApiKeyAuthentication, ApiKeyRateThrottle, HasApiKey
 from legacy.mes.models import ProductionOrder, ProductionStage
 from legacy.mes.services import quote_for_sku
+from ops.json_fields import JsonCharField, JsonIntegerField
 from ops.openapi import error_response
 
 

@@ -1,7 +1,8 @@
 """The legacy shop's change data capture: which of its tables become which domain events.
 
 Registered in settings.CDC_CAPTURES as the "legacy" capture (`capture()` below); the toolkit
-(cdc/) runs it and knows none of this. Payloads have versioned schemas in event_schemas/.
+(cdc/) runs it and knows none of this. Payloads have versioned schemas in contracts/events/shop/
+(shared with the shop service, whose outbox publishes the same events: shop_app/events.py).
 
 - shop_customer: insert -> shop.customer.registered.v1, update of email/name/company ->
   shop.customer.updated.v1, delete -> shop.customer.deleted.v1 (the API token never leaves).
@@ -65,7 +66,7 @@ EVENT_TYPES = (
     ORDER_LINE_CHANGED,
     ORDER_LINE_REMOVED,
 )
-SCHEMA_DIR = Path(__file__).resolve().parent / "event_schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "contracts" / "events" / "shop"
 EVENT_SOURCE = "/legacy/shop"
 CAPTURE_NAME = "legacy"
 

@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
-from legacy.json_fields import JsonCharField, JsonIntegerField
 from legacy.shop.models import Order, OrderLine, OrderStatusChange, Product, ProductOption
+from ops.json_fields import JsonCharField, JsonIntegerField
 
 
 class ProductOptionSerializer(serializers.ModelSerializer):

@@ -13,7 +13,13 @@ from django.db import connections
 from migrations.slices import Slice, slice_get, slice_tables
 from migrations.state import POSITION_TABLE, stream_name
 from migrations.steps import StepRefused
-from migrations.streams import DIRECTIONS, SyncRunner, backfill_progress, stream_engine_config
+from migrations.streams import (
+    DIRECTIONS,
+    SyncRunner,
+    backfill_progress,
+    forward_slot_check,
+    stream_engine_config,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -57,6 +63,7 @@ def run(options: dict[str, Any], out: TextIO) -> None:
         return
     if options["metrics_port"] < 0:
         raise StepRefused(f"--metrics-port {options['metrics_port']} is not a port; give 0 for none.")
+    forward_slot_check(slice_)
     if options["metrics_port"]:
         from prometheus_client import start_http_server
 

@@ -1,4 +1,4 @@
-"""manage.py demo: run the legacy monolith with seed data, drive traffic, print what happened.
+"""manage.py demo_monolith: run the legacy monolith with seed data, drive traffic, print what happened.
 
 The story is the monolith's, so it lives with it; starting, watching and stopping the processes
 is the toolkit's (ops.process_group), and so are the waits and the engine's own slot (harness)."""

@@ -1,0 +1,215 @@
+"""The migration story `manage.py demo` tells: the proxy in front of the monolith, traffic running,
+the shop's slices and the CRM's slice going legacy -> syncing -> shadow -> canary -> live (and one
+rollback and its second cutover), then what it cost: time in each phase, freeze durations, rows
+copied and verified, requests served by each side, customer-visible errors.
+
+Every step is the operator's command (`manage.py strangler ...`, `manage.py migrate_data ...`) run
+as a child process the way the README says, so the story shows what an operator types. The story
+is the monolith's (its slices, its services), so it lives here; processes are started through the
+services' registrations (SERVICE_PROCESSES), never by importing another service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from django.conf import settings
+
+from harness.waiting import wait_http_ok, wait_until
+from ops.process_group import (
+    PROJECT_ROOT,
+    ManagedProcess,
+    ProcessGroup,
+    database_env,
+    free_port,
+    manage_command,
+    service_process_commands,
+)
+
+# The slices the story moves, in the order their phases advance (the CRM's needs the shop's orders).
+SLICES = ("catalogue", "shop-orders", "crm-orders")
+ROLLBACK_SLICE = "catalogue"
+# Gates lowered so that the story fits in about two minutes (the plan's own are for production).
+DEMO_GATES = {"min_shadow_requests": 15, "max_shadow_diff_rate": 0.05, "soak_seconds": 0}
+LOG_DIR = PROJECT_ROOT / ".local" / "demo-logs"
+
+
+class StoryFailed(Exception):
+    """A step of the story failed; the message says which and where its output is."""
+
+
+@dataclass
+class Figures:
+    phase_entered: dict[str, dict[str, float]] = field(default_factory=dict)
+    freezes_ms: list[tuple[str, str, float]] = field(default_factory=list)
+    rows_copied: dict[str, int] = field(default_factory=dict)
+    rows_verified: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    proxy_url: str
+    legacy_url: str
+
+
+class MigrationStory:
+    def __init__(self, *, out: TextIO, rate: float) -> None:
+        self.out = out
+        self.rate = rate
+        self.started = time.monotonic()
+        self.figures = Figures()
+
+    # output
+
+    def say(self, text: str) -> None:
+        self.out.write(f"[{time.monotonic() - self.started:6.1f}s] {text}\n")
+        self.out.flush()
+
+    # operator commands
+
+    def manage(
+        self, env: dict[str, str], *args: str, service: str | None = None, timeout: float = 180
+    ) -> str:
+        """Runs `manage.py ARGS` as an operator would (SERVICE unset: manage.py picks the owner)."""
+        child_env = {**os.environ, **env}
+        child_env.pop("SERVICE", None)
+        if service:
+            child_env["SERVICE"] = service
+        self.say("$ " + ("SERVICE=" + service + " " if service else "") + "manage.py " + " ".join(args))
+        done = subprocess.run(
+            manage_command(*args), env=child_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise StoryFailed(f"`manage.py {' '.join(args)}` failed:\n{(done.stderr or done.stdout)[-1500:]}")
+        return done.stdout
+
+    def json_of(self, env: dict[str, str], *args: str) -> Any:
+        output = self.manage(env, *args)
+        return json.loads(output.strip().splitlines()[-1])
+
+    # the stack
+
+    def demo_plan(self) -> Path:
+        """The plan with the demo's lowered gates, written to .local/demo-plan.yaml."""
+        plan = yaml.safe_load(Path(settings.STRANGLER_PLAN_FILE).read_text())
+        for name in SLICES:
+            slice_ = plan["slices"][name]
+            slice_["gates"] = {**slice_.get("gates", {}), **DEMO_GATES}
+            slice_.setdefault("shadow", {})["sample_rate"] = 1.0
+            slice_.setdefault("canary", {})["pin_after_write_seconds"] = 3
+        path = PROJECT_ROOT / ".local" / "demo-plan.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "# Written by `manage.py demo`: the migration plan with gates lowered to fit the story.\n"
+            + yaml.safe_dump(plan, sort_keys=False)
+        )
+        return path
+
+    def start(self, group: ProcessGroup, api_key: str) -> Stack:
+        ports = {name: free_port() for name in ("legacy", "shop", "crm", "proxy")}
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        env = {
+            **database_env(settings.DATABASES),
+            "STRANGLER_PLAN_FILE": str(self.demo_plan()),
+            "LEGACY_URL": urls["legacy"],
+            "SHOP_URL": urls["shop"],
+            "CRM_URL": urls["crm"],
+            "SHOP_INTERNAL_URL": urls["shop"],
+            # The shop prices orders through the MES API, which the monolith serves until the MES split.
+            "MES_API_URL": urls["legacy"],
+            "MES_API_KEY": api_key,
+            "CRM_POLL_INTERVAL_SECONDS": "2",
+            "MES_STAGE_SECONDS": "1",
+            "ORCHESTRATION_MODE": "polling",
+        }
+        for service in ("legacy", "shop", "crm"):
+            commands = service_process_commands(service, port=ports[service], web_workers=2)
+            for name, command in commands.items():
+                if service != "legacy" and name != "web":
+                    continue  # their event relays and consumers are not part of this story
+                group.start(
+                    ManagedProcess(f"{service}-{name}", command, {**env, "SERVICE": service}, LOG_DIR / f"{service}-{name}.log")
+                )
+        for service in ("legacy", "shop", "crm"):
+            wait_http_ok(f"{urls[service]}/healthz", seconds=60)
+        self.say(f"Monolith on {urls['legacy']}, shop service on {urls['shop']}, CRM service on {urls['crm']}.")
+        self.manage(env, "strangler", "load-plan", "--who", "demo")
+        proxy = group.start(
+            ManagedProcess(
+                "proxy",
+                manage_command("strangler", "serve", "--port", str(ports["proxy"])),
+                {key: value for key, value in env.items() if key != "SERVICE"},
+                LOG_DIR / "proxy.log",
+            )
+        )
+        wait_http_ok(f"{urls['proxy']}/_strangler/healthz", seconds=60, process=proxy.popen)
+        self.say(f"Proxy in front of everything: {urls['proxy']} (customers, staff and partners talk to it).")
+        return Stack(env=env, proxy_url=urls["proxy"], legacy_url=urls["legacy"])
+
+    # the phases
+
+    def reset(self, env: dict[str, str]) -> None:
+        """A previous run may have left slices past legacy: back to the start, streams dropped."""
+        for status in self.json_of(env, "migrate_data", "status", "--json")["slices"]:
+            if status["name"] in SLICES and status["phase"] != "legacy":
+                self.manage(env, "migrate_data", "rollback", "--slice", status["name"], "--to", "legacy")
+
+    def promote(self, env: dict[str, str], name: str) -> None:
+        self.manage(env, "strangler", "promote", name, "--who", "demo")
+        phase = self.json_of(env, "migrate_data", "status", "--slice", name, "--json")["slices"][0]["phase"]
+        self.figures.phase_entered.setdefault(name, {})[phase] = time.monotonic()
+
+    def wait_for(self, what: str, check: Callable[[], bool], seconds: float) -> None:
+        wait_until(check, seconds=seconds, interval=1.0, what=what)
+
+    def shadow_compared(self, env: dict[str, str], name: str) -> bool:
+        status = self.json_of(env, "migrate_data", "status", "--slice", name, "--json")["slices"][0]
+        return int(status.get("shadow", {}).get("compared", 0)) >= DEMO_GATES["min_shadow_requests"]
+
+    def run(self, group: ProcessGroup, stack: Stack, sync: Callable[[str], None]) -> None:
+        env = stack.env
+        for name in SLICES:
+            self.promote(env, name)  # legacy -> syncing: the plan is valid
+        for name in SLICES:
+            output = self.manage(env, "migrate_data", "backfill", "--slice", name, "--restart")
+            self.out.write(output.strip().splitlines()[-1] + "\n")
+            sync(name)
+        for name in SLICES:
+            report = self.json_of(env, "migrate_data", "verify", "--slice", name, "--json")
+            self.figures.rows_verified[name] = int(report["rows_checked"])
+            if not report["clean"]:
+                raise StoryFailed(f"Verification of {name} found differences: {report['differences'][:5]}")
+            self.promote(env, name)  # syncing -> shadow: verified and in step
+        for name in SLICES:
+            self.wait_for(f"{name}'s shadow comparisons", lambda n=name: self.shadow_compared(env, n), 90)
+            self.promote(env, name)  # shadow -> canary: the new side answers the same
+        for name in SLICES:
+            for weight in ("50", "100"):
+                self.manage(env, "strangler", "weight", name, weight, "--who", "demo")
+                time.sleep(2)
+        for name in SLICES:
+            self.cutover(env, name)
+        self.say(f"Rolling {ROLLBACK_SLICE} back from live (reverse sync kept legacy current), then forward again.")
+        self.freeze_of(self.json_of(env, "migrate_data", "rollback", "--slice", ROLLBACK_SLICE, "--json"), ROLLBACK_SLICE, "rollback")
+        time.sleep(3)
+        self.cutover(env, ROLLBACK_SLICE)
+
+    def cutover(self, env: dict[str, str], name: str) -> None:
+        result = self.json_of(env, "migrate_data", "cutover", "--slice", name, "--who", "demo", "--json")
+        self.freeze_of(result, name, "cutover")
+        self.figures.phase_entered.setdefault(name, {})["live"] = time.monotonic()
+
+    def freeze_of(self, result: dict[str, Any], name: str, kind: str) -> None:
+        if result.get("outcome") not in ("live", "flipped", "rolled_back", "done", "ok"):
+            raise StoryFailed(f"The {kind} of {name} did not complete: {result}")
+        self.figures.freezes_ms.append((name, kind, float(result["freeze_ms"])))
+        self.say(f"{kind} of {name}: writes frozen for {float(result['freeze_ms']):.0f} ms")
