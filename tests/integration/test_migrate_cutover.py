@@ -191,7 +191,8 @@ def world(
 ) -> Iterator[CutoverWorld]:
     """The module's slice (one table of its own on both sides, backfilled), `migrate_data sync` on it,
     and a proxy in front of two controllable backends."""
-    from harness.slice_copy import slice_copy, slice_streams_drop
+    from harness.slice_streams import slice_streams_drop
+    from migrations.backfill import backfill_slice
     from migrations.slices import slice_tables_forget
 
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,7 @@ def world(
                 f"INSERT INTO {TABLE} (name, qty) SELECT 'item ' || g, g FROM generate_series(1, 50) g"
             )
         try:
-            slice_copy(world.slice)
+            backfill_slice(world.slice)
             world.sync = group.start(
                 ManagedProcess(
                     "migrate-sync",
