@@ -66,6 +66,7 @@ class Writes:
 
     url: str
     threads: int = 3
+    stagger: float = 0.05  # seconds between the writers' first writes
     statuses: Counter[tuple[int, str]] = field(default_factory=Counter)
     most_held: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -94,7 +95,7 @@ class Writes:
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._running.append(thread)
-            time.sleep(0.1)  # staggered, so that some write is nearly always in flight
+            time.sleep(self.stagger)  # so that some write is nearly always in flight
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -270,13 +271,14 @@ def test_a_freeze_past_its_bound_aborts_held_writes_go_to_legacy_and_none_is_los
     world: CutoverWorld,
 ) -> None:
     world.to_canary_at_100()
-    # Every write takes 1.5 s at legacy and three customers write without pause: when the freeze
-    # comes, the latest write has over a second to go, so the proxy cannot acknowledge within 0.3 s.
+    # Every write takes 1.5 s at legacy and eight customers write without pause: when the freeze
+    # comes, the latest write has over a second to go, so the proxy cannot acknowledge within 0.6 s,
+    # and the writes that arrive meanwhile are held.
     world.backend_mode(world.legacy_url, delay_ms=1500)
     world.backend_mode(world.new_url, delay_ms=0)
-    with Writes(world.proxy_url) as writes:
+    with Writes(world.proxy_url, threads=8, stagger=0.19) as writes:
         time.sleep(0.5)
-        run = world.migrate_data("cutover", "--max-freeze-ms", "300", "--who", "alice")
+        run = world.migrate_data("cutover", "--max-freeze-ms", "600", "--who", "alice")
         time.sleep(1.0)  # writes after the abort go to legacy as before
     assert run.returncode == 1, run.stdout + run.stderr
     assert "aborted at step 'acknowledged'" in run.stderr and "the slice stays canary" in run.stderr, (
@@ -285,7 +287,7 @@ def test_a_freeze_past_its_bound_aborts_held_writes_go_to_legacy_and_none_is_los
     assert "released the held writes without a flip" in run.stdout
     record = world.last_run()
     assert (record.outcome, record.failed_step, record.who) == ("aborted", "acknowledged", "alice")
-    assert 300 <= record.freeze_ms < 1000, record.freeze_ms
+    assert 600 <= record.freeze_ms < 1000, record.freeze_ms
     control = world.control_slice()
     assert control.phase == "canary" and control.write_freeze_until is None
     assert not world.reverse_slot_exists()
