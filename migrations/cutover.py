@@ -529,7 +529,6 @@ def guarded_run(
     """The lock, the run record and the deferred signals around a run's body. `hold_lock_seconds`
     keeps the lock that long before the body starts (a rehearsal of two operators at once)."""
     slice_ = slice_get(slice_name)
-    slice_tables(slice_)  # refuses a slice whose two sides do not match
     lock = SliceRunLock(slice_name)
     if dry_run:
         holder = lock.held_by_other()
@@ -540,6 +539,8 @@ def guarded_run(
     run: CutoverRun | None = None
     try:
         control = _control_slice(slice_name)
+        if control.phase != Phase.RETIRED:  # a retired slice's legacy tables are archived
+            slice_tables(slice_)  # refuses a slice whose two sides do not match
         result = CutoverResult(
             slice_name, kind, RunOutcome.RUNNING, control.phase, control.phase, max_freeze_ms=max_freeze_ms
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from migrations.cutover import DEFAULT_MAX_FREEZE_MS, DEFAULT_SEQUENCE_GAP, cutover_run
-from migrations.steps.operator import result_report, who, who_add_argument
+from migrations.cutover import cutover_run
+from migrations.steps.operator import freeze_arguments_add, result_report, who
 
 HELP = "canary -> live under a bounded write freeze (--dry-run shows the steps)."
 DESCRIPTION = (
@@ -23,20 +23,11 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice", required=True, dest="slice_name", help="The slice to cut over.")
-    parser.add_argument(
-        "--max-freeze-ms",
-        type=int,
-        default=DEFAULT_MAX_FREEZE_MS,
-        help=f"Longest write freeze before the cutover aborts (default {DEFAULT_MAX_FREEZE_MS}).",
+    freeze_arguments_add(
+        parser,
+        freeze="Longest write freeze before the cutover aborts",
+        gap="Keys of headroom between the two sides' sequences",
     )
-    parser.add_argument(
-        "--sequence-gap",
-        type=int,
-        default=DEFAULT_SEQUENCE_GAP,
-        help=f"Keys of headroom between the two sides' sequences (default {DEFAULT_SEQUENCE_GAP}).",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="Check and show the steps; change nothing.")
-    who_add_argument(parser)
 
 
 def run(options: dict[str, Any], out: Any) -> None:

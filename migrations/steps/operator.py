@@ -8,7 +8,7 @@ import getpass
 import os
 from typing import Any
 
-from migrations.cutover import CutoverResult
+from migrations.cutover import DEFAULT_MAX_FREEZE_MS, DEFAULT_SEQUENCE_GAP, CutoverResult
 from migrations.models import RunOutcome
 from migrations.steps import StepRefused
 
@@ -19,6 +19,24 @@ def who_add_argument(parser: argparse.ArgumentParser) -> None:
     )
     # Holds the slice's run lock this long before starting: a rehearsal (or a test) of two operators.
     parser.add_argument("--hold-lock", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
+def freeze_arguments_add(parser: argparse.ArgumentParser, *, freeze: str, gap: str) -> None:
+    """--max-freeze-ms, --sequence-gap and --dry-run of a step that moves write ownership."""
+    parser.add_argument(
+        "--max-freeze-ms",
+        type=int,
+        default=DEFAULT_MAX_FREEZE_MS,
+        help=f"{freeze} (default {DEFAULT_MAX_FREEZE_MS}).",
+    )
+    parser.add_argument(
+        "--sequence-gap",
+        type=int,
+        default=DEFAULT_SEQUENCE_GAP,
+        help=f"{gap} (default {DEFAULT_SEQUENCE_GAP}).",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="Check and show the steps; change nothing.")
+    who_add_argument(parser)
 
 
 def who(options: dict[str, Any]) -> str:

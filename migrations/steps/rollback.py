@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from migrations.cutover import DEFAULT_MAX_FREEZE_MS, DEFAULT_SEQUENCE_GAP, ROLLBACK_TARGETS, rollback_run
-from migrations.steps.operator import result_report, who, who_add_argument
+from migrations.cutover import ROLLBACK_TARGETS, rollback_run
+from migrations.steps.operator import freeze_arguments_add, result_report, who
 
 HELP = "One phase back (or --to PHASE); from live, a reverse cutover under a bounded freeze."
 DESCRIPTION = (
@@ -25,20 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--to", dest="to_phase", choices=ROLLBACK_TARGETS, default=None, help="Phase to go back to."
     )
-    parser.add_argument(
-        "--max-freeze-ms",
-        type=int,
-        default=DEFAULT_MAX_FREEZE_MS,
-        help=f"Longest write freeze of a rollback from live (default {DEFAULT_MAX_FREEZE_MS}).",
+    freeze_arguments_add(
+        parser,
+        freeze="Longest write freeze of a rollback from live",
+        gap="Keys of headroom past the new side's maximum",
     )
-    parser.add_argument(
-        "--sequence-gap",
-        type=int,
-        default=DEFAULT_SEQUENCE_GAP,
-        help=f"Keys of headroom past the new side's maximum (default {DEFAULT_SEQUENCE_GAP}).",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="Check and show the steps; change nothing.")
-    who_add_argument(parser)
 
 
 def run(options: dict[str, Any], out: Any) -> None:

@@ -433,3 +433,35 @@ def test_cutover_and_rollback_move_writes_and_sequences_both_ways(world: Cutover
     with world.connect("legacy") as conn:
         after = conn.execute(f"INSERT INTO {TABLE} (name) VALUES ('legacy again') RETURNING id").fetchone()[0]
     assert after > key + 1000
+
+
+def test_retire_needs_the_name_the_soak_and_a_clean_verification_then_archives_legacy(
+    world: CutoverWorld,
+) -> None:
+    """Last in the module: it stops the slice's streams (the sync exits) and archives the table."""
+    world.to_canary_at_100()
+    world.backend_mode(world.legacy_url, delay_ms=0)
+    assert world.migrate_data("cutover").returncode == 0
+    unconfirmed = world.migrate_data("retire", "--confirm", "something-else")
+    assert unconfirmed.returncode == 1 and f"(--confirm {world.name})" in unconfirmed.stderr
+    soon = world.migrate_data("retire", "--confirm", world.name)
+    assert soon.returncode == 1 and "The gate from live to retired did not pass" in soon.stderr, soon.stderr
+    dry = world.migrate_data("retire", "--confirm", world.name, "--force", "--why", "test", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f'ALTER TABLE public."{TABLE}" RENAME TO "{TABLE}_' in dry.stdout
+    assert "SET SCHEMA migration_archive" in dry.stdout and "DRY RUN, nothing changed" in dry.stdout
+    assert world.control_slice().phase == "live" and world.reverse_slot_exists()
+    retired = world.migrate_data("retire", "--confirm", world.name, "--force", "--why", "test")
+    assert retired.returncode == 0, retired.stdout + retired.stderr
+    assert "full verification clean" in retired.stdout
+    assert world.control_slice().phase == "retired" and not world.reverse_slot_exists()
+    with world.connect("legacy") as conn:
+        archived = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'migration_archive' AND tablename LIKE %s",
+            [f"{TABLE}_%"],
+        ).fetchall()
+        assert len(archived) == 1
+        assert conn.execute("SELECT to_regclass(%s)", [f"public.{TABLE}"]).fetchone()[0] is None
+        conn.execute(f'DROP TABLE migration_archive."{archived[0][0]}"')
+    rollback = world.migrate_data("rollback")
+    assert rollback.returncode == 1 and "is retired: its legacy tables are archived" in rollback.stderr
