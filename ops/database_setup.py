@@ -30,13 +30,22 @@ class DatabaseSetupResult:
 
 
 def server_dsn(alias: str) -> str:
-    config = settings.DATABASES[alias]
+    return database_dsn(alias, dbname="postgres")
+
+
+def database_dsn(alias: str, *, dbname: str | None = None, application_name: str = "") -> str:
+    """A libpq connection string for the database behind a Django alias (or another database on the
+    same server), with the alias's options (the writer tag): for a connection of its own, outside
+    Django's (a LISTEN, a session-level lock)."""
+    config = connections[alias].settings_dict
     return psycopg.conninfo.make_conninfo(
         host=config["HOST"] or None,
         port=config["PORT"] or None,
         user=config["USER"] or None,
         password=config["PASSWORD"] or None,
-        dbname="postgres",
+        dbname=dbname or config["NAME"],
+        options=(config.get("OPTIONS") or {}).get("options") or None,
+        application_name=application_name or None,
     )
 
 

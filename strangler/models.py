@@ -55,6 +55,8 @@ class Slice(models.Model):
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.LEGACY)
     phase_changed_at = models.DateTimeField(auto_now_add=True)
     tables = models.JSONField(default=list, blank=True)
+    # Slices that must be live (or retired) before this one's canary -> live cutover (from the plan).
+    requires = models.JSONField(default=list, blank=True)
     # Percent of customers (0-100, two decimals) whose reads go to the new backend in canary.
     canary_weight = models.DecimalField(max_digits=5, decimal_places=2, default=0)
     shadow_enabled = models.BooleanField(default=False)
@@ -177,3 +179,24 @@ class ShadowSample(models.Model):
     class Meta:
         db_table = "strangler_shadow_sample"
         ordering = ["-at", "-id"]
+
+
+class ProxyInstance(models.Model):
+    """One running proxy process as it last reported itself (about once a second): the routing version
+    it routes with, and for each slice it holds frozen, the routing version in which it acknowledged
+    the freeze (loaded it, and had no write to the slice in flight any more). A cutover waits for the
+    acknowledgement of every proxy seen recently before it drains the slice."""
+
+    identity = models.CharField(max_length=200, unique=True)
+    routing_version = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+    # {slice name: routing version}
+    freeze_acks = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "strangler_proxy_instance"
+        ordering = ["identity"]
+
+    def __str__(self) -> str:
+        return self.identity

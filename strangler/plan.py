@@ -60,6 +60,8 @@ class SliceSpec:
     settings: dict[str, Any] = field(
         default_factory=dict
     )  # Slice model fields from shadow/canary/gates/rollback
+    # Slices that must be live before this one's cutover (its service reads their data through them).
+    requires: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ def _check_route(raw: Any, path: str, checker: _Checker) -> RouteSpec | None:
 def _check_slice(
     name: Any, raw: Any, path: str, backends: set[str], default: str, checker: _Checker
 ) -> SliceSpec | None:
-    allowed = {"service", "legacy", "tables", "routes", *_SLICE_SECTIONS}
+    allowed = {"service", "legacy", "tables", "routes", "requires", *_SLICE_SECTIONS}
     name_ok = checker.name(name, path)
     if not checker.mapping(raw, path, allowed=allowed, required={"service", "routes"}) or not name_ok:
         return None
@@ -235,6 +237,10 @@ def _check_slice(
     tables = raw.get("tables", [])
     if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
         checker.fail(f"{path}.tables", "must be a list of table names")
+        ok = False
+    requires = raw.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        checker.fail(f"{path}.requires", "must be a list of slice names")
         ok = False
     routes_raw = raw.get("routes")
     routes: list[RouteSpec] = []
@@ -272,7 +278,9 @@ def _check_slice(
                 ok = False
     if not ok:
         return None
-    return SliceSpec(name, raw["service"], raw.get("legacy", default), list(tables), routes, settings)
+    return SliceSpec(
+        name, raw["service"], raw.get("legacy", default), list(tables), routes, settings, list(requires)
+    )
 
 
 def plan_parse(text: str, *, source: str = "plan") -> Plan:
@@ -325,6 +333,7 @@ def plan_parse(text: str, *, source: str = "plan") -> Plan:
         if parsed is not None:
             slices.append(parsed)
     _check_overlaps(slices, checker)
+    _check_requires(slices, set(slices_raw), checker)
     if checker.problems:
         raise PlanError(checker.problems)
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
@@ -344,6 +353,35 @@ def _check_overlaps(slices: list[SliceSpec], checker: _Checker) -> None:
                     checker.fail(here, f"{method} {key_path} is already routed by {owner}")
                     break
                 owners[(key_path, method)] = here
+
+
+def _check_requires(slices: list[SliceSpec], declared: set[str], checker: _Checker) -> None:
+    """Each required slice exists, is another slice, and no chain of requirements comes back to its
+    start (such slices could never be cut over)."""
+    graph = {s.name: s.requires for s in slices}
+    for slice_spec in slices:
+        for i, required in enumerate(slice_spec.requires):
+            here = f"plan.slices.{slice_spec.name}.requires[{i}]"
+            if required == slice_spec.name:
+                checker.fail(here, "a slice cannot require itself")
+            elif required not in declared:
+                checker.fail(here, f"{required!r} is not a slice of this plan")
+    for start in graph:
+        # Depth-first from each slice; a cycle is reported once, from the first slice of the plan on it.
+        seen = {start}
+        stack = [[start]]
+        while stack:
+            path = stack.pop()
+            for required in graph.get(path[-1], []):
+                if required == start and len(path) > 1:  # a slice naming itself is reported above
+                    checker.fail(
+                        f"plan.slices.{start}.requires",
+                        "requirements form a cycle: " + " -> ".join([*path, start]),
+                    )
+                    return
+                if required not in seen and required in graph:
+                    seen.add(required)
+                    stack.append([*path, required])
 
 
 def plan_load_file(path: str | Path) -> Plan:

@@ -3,10 +3,13 @@ operators list and show."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet, Sum
+from django.db.models.functions import Now
 
 from config.routers import model_database_alias
 from strangler.models import (
@@ -15,6 +18,7 @@ from strangler.models import (
     ControlSettings,
     Exposure,
     Phase,
+    ProxyInstance,
     Route,
     ShadowRouteStats,
     ShadowSample,
@@ -110,6 +114,54 @@ def slice_state(slice_: Slice) -> dict[str, Any]:
 
 def slice_names(*, alias: str) -> list[str]:
     return sorted(Slice.objects.using(alias).values_list("name", flat=True))
+
+
+@dataclass(frozen=True)
+class FreezeAcknowledgement:
+    """Where the proxies stand on a slice's write freeze of routing version `version`."""
+
+    version: int
+    acknowledged: list[str]  # identities of the proxies seen recently that acknowledged it
+    pending: dict[str, int]  # the others: identity -> routing version they route with
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+def proxies_seen(*, seen_seconds: float) -> list[str]:
+    """The proxies heard from in the last `seen_seconds` (by the database's clock)."""
+    recent = ProxyInstance.objects.using(control_alias()).filter(
+        heartbeat_at__gte=Now() - timedelta(seconds=seen_seconds)
+    )
+    return sorted(recent.values_list("identity", flat=True))
+
+
+def freeze_acknowledgement(*, slice_name: str, version: int, seen_seconds: float) -> FreezeAcknowledgement:
+    """Which proxies seen in the last `seen_seconds` (by the database's clock) acknowledged the
+    slice's freeze in a routing version >= `version`: they loaded it and have no write to the slice
+    in flight. A proxy that stopped cleanly has left the set; one killed leaves it after seen_seconds."""
+    acknowledged: list[str] = []
+    pending: dict[str, int] = {}
+    recent = ProxyInstance.objects.using(control_alias()).filter(
+        heartbeat_at__gte=Now() - timedelta(seconds=seen_seconds)
+    )
+    for identity, loaded, acks in recent.values_list("identity", "routing_version", "freeze_acks"):
+        if int(acks.get(slice_name, 0)) >= version:
+            acknowledged.append(identity)
+        else:
+            pending[identity] = loaded
+    return FreezeAcknowledgement(version, sorted(acknowledged), pending)
+
+
+def slices_not_live(*, names: list[str], alias: str) -> dict[str, str]:
+    """Of the named slices, those not live or retired yet, with their phase ("missing" when unknown)."""
+    phases = dict(Slice.objects.using(alias).filter(name__in=names).values_list("name", "phase"))
+    return {
+        name: phases.get(name, "missing")
+        for name in names
+        if phases.get(name) not in (Phase.LIVE, Phase.RETIRED)
+    }
 
 
 def route_count(*, slice_: Slice, alias: str) -> int:

@@ -22,8 +22,13 @@ STRANGLER_BODY_TIMEOUT = env.float("STRANGLER_BODY_TIMEOUT", default=30.0)
 # id, trace context, X-Forwarded-*, Host) under the monolith's granian, which refuses more than 100.
 STRANGLER_MAX_HEADERS = env.int("STRANGLER_MAX_HEADERS", default=90)
 STRANGLER_MAX_HEADER_BYTES = env.int("STRANGLER_MAX_HEADER_BYTES", default=64 * 1024)
-# How often a proxy checks the control database's routing version (a change lands within this).
+# How often a proxy checks the control database's routing version. A change also reaches proxies at
+# once through a NOTIFY (strangler_routing channel); polling is the fallback when that is lost.
 STRANGLER_POLL_INTERVAL = env.float("STRANGLER_POLL_INTERVAL", default=0.2)
+# Each proxy reports itself (routing version, write-freeze acknowledgements) this often ...
+STRANGLER_HEARTBEAT_INTERVAL = env.float("STRANGLER_HEARTBEAT_INTERVAL", default=1.0)
+# ... and a cutover waits for the acknowledgement of every proxy heard from within this many seconds.
+STRANGLER_PROXY_SEEN_SECONDS = env.float("STRANGLER_PROXY_SEEN_SECONDS", default=3.0)
 # Length of one canary analysis interval (automatic rollback counts intervals past the bounds).
 STRANGLER_ANALYSIS_INTERVAL = env.float("STRANGLER_ANALYSIS_INTERVAL", default=10.0)
 STRANGLER_HEALTH_INTERVAL = env.float("STRANGLER_HEALTH_INTERVAL", default=2.0)

@@ -153,6 +153,8 @@ class ProxyApp:
                 for n, s in (table.slices.items() if table else [])
             },
             "held_writes": self.freeze.held,
+            "writes_in_flight": self.freeze.in_flight,
+            "freeze_acks": self.freeze.acks(now),
             "unhealthy": sorted(f"{h}:{p}" for (h, p), until in self.unhealthy.items() if until > now),
             "pins": len(self.pins),
             "shadow_in_flight": self.mirror.in_flight,
@@ -216,7 +218,8 @@ class ProxyApp:
             table=table, route=route, request=request, pins=self.pins, now=now, sample=random.random()
         )
         slice_ = route.slice
-        if slice_ is not None and method not in SAFE_METHODS and slice_.frozen(now):
+        writes_to = slice_.name if slice_ is not None and method not in SAFE_METHODS else None
+        if slice_ is not None and writes_to is not None and slice_.frozen(now):
             if not await self.freeze.hold(slice_.name):
                 await self._refuse(
                     send,
@@ -233,7 +236,16 @@ class ProxyApp:
                 table=table, route=route, request=request, pins=self.pins, now=time.time(), sample=1.0
             )
         decision.version = table.version
-        await self.forward(request, decision, receive, send)
+        if writes_to is None:
+            await self.forward(request, decision, receive, send)
+            return
+        # No await since the freeze check above: a freeze loaded meanwhile sees this write in flight
+        # and is acknowledged only once it has been answered.
+        self.freeze.write_started(writes_to)
+        try:
+            await self.forward(request, decision, receive, send)
+        finally:
+            self.freeze.write_finished(writes_to)
 
     async def forward(self, request: ProxyRequest, decision: Decision, receive: Receive, send: Send) -> None:
         message = await receive()

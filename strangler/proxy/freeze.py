@@ -1,5 +1,10 @@
 """The write freeze of a cutover: writes to a frozen slice wait (up to a bound per slice) until the
-routing table changes (the flip) or the freeze's time runs out, then go to the slice's owner then."""
+routing table changes (the flip) or the freeze's time runs out, then go to the slice's owner then.
+
+It also counts the writes to each slice that are in flight (sent on, not held), so the proxy can
+acknowledge a freeze: "I route with a table in which the slice is frozen, and no write I let through
+before it is still running". A cutover drains the source only after every proxy acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,49 @@ class WriteFreeze:
         self.table: RoutingTable | None = None
         self.changed = asyncio.Event()
         self.held: dict[str, int] = {}
+        self.in_flight: dict[str, int] = {}
+        # Set when the acknowledgements may have changed (a frozen table loaded, a frozen slice's last
+        # write finished): the control sync reports them at once instead of at the next heartbeat.
+        self.acks_changed = asyncio.Event()
 
     def install(self, table: RoutingTable) -> None:
+        was_frozen = self._frozen_names(self.table)
         self.table = table
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()  # wakes held writes to look at the new table
+        if was_frozen or self._frozen_names(table):
+            self.acks_changed.set()
+
+    @staticmethod
+    def _frozen_names(table: RoutingTable | None) -> set[str]:
+        if table is None:
+            return set()
+        now = time.time()
+        return {name for name, s in table.slices.items() if s.frozen(now)}
+
+    def write_started(self, slice_name: str) -> None:
+        """A write to the slice goes on to a backend. Called with no await between the freeze check
+        and this call, so a table installed in between cannot miss it."""
+        self.in_flight[slice_name] = self.in_flight.get(slice_name, 0) + 1
+
+    def write_finished(self, slice_name: str) -> None:
+        left = self.in_flight[slice_name] - 1
+        self.in_flight[slice_name] = left
+        if left == 0 and self.table is not None:
+            slice_ = self.table.slices.get(slice_name)
+            if slice_ is not None and slice_.frozen(time.time()):
+                self.acks_changed.set()
+
+    def acks(self, now: float) -> dict[str, int]:
+        """{slice: routing version} for each slice frozen in the loaded table with no write in flight."""
+        table = self.table
+        if table is None:
+            return {}
+        return {
+            name: table.version
+            for name, s in table.slices.items()
+            if s.frozen(now) and not self.in_flight.get(name, 0)
+        }
 
     async def hold(self, slice_name: str) -> bool:
         """Waits while the slice's writes are frozen; False when its queue of held writes is full."""

@@ -7,6 +7,8 @@ from strangler.services.changes import OperationRefused, PlanChange
 from strangler.services.observations import (
     ShadowResult,
     backend_health_record,
+    proxy_gone_record,
+    proxy_heartbeat_record,
     shadow_results_record,
     shadow_stats_reset,
     slice_report_sync,
@@ -30,6 +32,8 @@ __all__ = [
     "backend_health_record",
     "gate_check",
     "plan_apply",
+    "proxy_gone_record",
+    "proxy_heartbeat_record",
     "shadow_results_record",
     "shadow_stats_reset",
     "slice_promote",

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
@@ -21,6 +21,10 @@ from strangler import selectors
 from strangler.models import AuditEntry, ControlSettings, Slice
 
 logger = structlog.get_logger(__name__)
+
+# Every routing version bump is announced on this PostgreSQL channel when it commits: proxies that
+# LISTEN reload at once (a write freeze must reach them fast); polling stays their fallback.
+ROUTING_CHANNEL = "strangler_routing"
 
 
 class OperationRefused(Exception):
@@ -38,6 +42,7 @@ class PlanChange:
     gate: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     audit_id: int | None = None
+    version: int | None = None  # the routing version this change produced (None for a dry run)
 
     @property
     def changed(self) -> bool:
@@ -51,7 +56,10 @@ def routing_version_bump(alias: str) -> int:
     settings_row.version = Greatest(F("version") + 1, Value(int(time.time() * 1000)))
     settings_row.save(update_fields=["version", "updated_at"])
     settings_row.refresh_from_db(fields=["version"])
-    return int(settings_row.version)
+    version = int(settings_row.version)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [ROUTING_CHANNEL, str(version)])
+    return version
 
 
 def slice_lock(alias: str, name: str, hold_lock_seconds: float) -> Slice:
@@ -107,7 +115,7 @@ def change_finish(
     entry = AuditEntry.objects.using(alias).create(
         who=who, action=action, slice_name=name, from_state=before, to_state=after, why=why, gate=gate
     )
-    routing_version_bump(alias)
+    change.version = routing_version_bump(alias)
     change.audit_id = entry.id
     logger.info("strangler.changed", action=action, slice=name, who=who, to_state=after, gate=gate)
     return change

@@ -1,19 +1,21 @@
 """What the data plane and the data-migration toolkit report to the control plane: sync lag and
-clean verifications, backend health seen by proxies, and shadow comparison results. These are gate
-inputs, not operator changes: they are not audited (a reset of the shadow window is).
+clean verifications, backend health seen by proxies, shadow comparison results, and each proxy's
+heartbeat with its write-freeze acknowledgements. These are gate inputs, not operator changes: they
+are not audited (a reset of the shadow window is).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from strangler import selectors
-from strangler.models import AuditEntry, Backend, ShadowRouteStats, ShadowSample, Slice
+from strangler.models import AuditEntry, Backend, ProxyInstance, ShadowRouteStats, ShadowSample, Slice
 from strangler.services.changes import slice_lock
 
 SHADOW_SAMPLES_KEPT_PER_ROUTE = 20
@@ -32,6 +34,34 @@ def backend_health_record(*, name: str, healthy: bool) -> None:
     Backend.objects.using(selectors.control_alias()).filter(name=name).update(
         healthy=healthy, checked_at=timezone.now()
     )
+
+
+# A proxy silent this long is taken for gone and its row removed (it reports about once a second).
+PROXY_FORGOTTEN_AFTER = timedelta(hours=1)
+
+
+def proxy_heartbeat_record(
+    *, identity: str, routing_version: int, started_at: datetime, freeze_acks: dict[str, int]
+) -> None:
+    """A proxy's heartbeat: the routing version it routes with and, per frozen slice, the version in
+    which it acknowledged the freeze. One statement; the time is the database's, so that the readers'
+    "seen in the last seconds" does not depend on the proxies' clocks."""
+    with connections[selectors.control_alias()].cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ProxyInstance._meta.db_table} "
+            "(identity, routing_version, started_at, heartbeat_at, freeze_acks) "
+            "VALUES (%s, %s, %s, now(), %s::jsonb) ON CONFLICT (identity) DO UPDATE SET "
+            "routing_version = excluded.routing_version, heartbeat_at = excluded.heartbeat_at, "
+            "freeze_acks = excluded.freeze_acks",
+            [identity, routing_version, started_at, json.dumps(freeze_acks)],
+        )
+
+
+def proxy_gone_record(*, identity: str) -> None:
+    """A proxy stopping cleanly leaves the set a cutover waits for; long-silent ones are dropped too."""
+    instances = ProxyInstance.objects.using(selectors.control_alias())
+    instances.filter(identity=identity).delete()
+    instances.filter(heartbeat_at__lt=timezone.now() - PROXY_FORGOTTEN_AFTER).delete()
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,14 @@ def gate_check(slice_: Slice, target: Phase, *, alias: str, now: datetime) -> tu
             "max_shadow_diff_rate": slice_.max_shadow_diff_rate,
         }
     if phase == Phase.CANARY:
-        ok = slice_.canary_weight >= 100
-        return ok, {"gate": "all cohorts on the new backend", "canary_weight": str(slice_.canary_weight)}
+        waiting = selectors.slices_not_live(names=slice_.requires, alias=alias)
+        ok = slice_.canary_weight >= 100 and not waiting
+        return ok, {
+            "gate": "all cohorts on the new backend, required slices live",
+            "canary_weight": str(slice_.canary_weight),
+            "requires": list(slice_.requires),
+            "requires_not_live": waiting,
+        }
     if phase == Phase.LIVE:
         soaked = (now - slice_.phase_changed_at).total_seconds()
         return soaked >= slice_.soak_seconds, {

@@ -55,6 +55,7 @@ def plan_apply(*, plan: Plan, who: str, why: str = "", dry_run: bool = False) ->
             slice_.legacy_backend = backends[spec.legacy]
             slice_.new_backend = backends[spec.service]
             slice_.tables = spec.tables
+            slice_.requires = spec.requires
             for model_field, value in spec.settings.items():
                 setattr(slice_, model_field, value)
             slice_.save(using=alias)
