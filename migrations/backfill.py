@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from cdc.replication import capture_setup, slot_status
+from cdc.replication import slot_status
 from migrations.raw_connections import (
     column_list,
     copy_relay,
@@ -41,6 +41,7 @@ from migrations.state import (
 )
 from migrations.steps import StepRefused
 from migrations.stray_writes import stray_triggers_install, stray_writes_forget
+from migrations.streams import stream_slot_setup
 from migrations.table_stats import rows_any, rows_estimate
 
 # (table, rows copied so far, rows expected in all) after each chunk.
@@ -213,7 +214,9 @@ def _set_up(
             state_tables_ensure(cursor)
         with source.cursor() as cursor:
             state_tables_ensure(cursor, MARKER_TABLE, POSITION_TABLE)
-        report.actions.extend(f"{change} ({slice_.source_database})" for change in capture_setup(forward))
+        report.actions.extend(
+            f"{change} ({slice_.source_database})" for change in stream_slot_setup(slice_, "forward")
+        )
     if options.restart:
         _restart(target, slice_, tables, dry_run=options.dry_run, report=report)
 

@@ -22,7 +22,7 @@ import structlog
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connections
 
-from cdc.replication import capture_setup, capture_teardown, slot_status
+from cdc.replication import capture_teardown, slot_status
 from migrations.models import CutoverRun, RunKind, RunOutcome
 from migrations.raw_connections import raw_connect
 from migrations.run_guard import SliceRunLock, run_record_finish, run_record_start, signals_deferred
@@ -31,6 +31,7 @@ from migrations.state import MARKER_TABLE, POSITION_TABLE, state_tables_ensure, 
 from migrations.steps import StepRefused
 from migrations.stray_writes import stray_writes_count
 from migrations.stream_positions import StreamPosition, position_read
+from migrations.streams import stream_slot_setup
 from migrations.verify import RECHECK_SECONDS, verify_slice
 from strangler import selectors, services
 from strangler.models import PHASE_ORDER, Phase
@@ -324,7 +325,7 @@ class FrozenHandover:
         with connections[alias].cursor() as cursor:
             cursor.execute("SET statement_timeout = %s", [f"{REVERSE_SLOT_TIMEOUT_SECONDS}s"])
         try:
-            capture_setup(target)
+            stream_slot_setup(self.slice_, "reverse")
         except OperationalError as exc:
             raise StepRefused(
                 f"Creating the reverse slot {target.slot_name} waited over {REVERSE_SLOT_TIMEOUT_SECONDS} s "
