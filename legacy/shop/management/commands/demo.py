@@ -40,7 +40,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--rate", type=float, default=30.0, help="traffic in requests per second (default 30)"
+            "--rate", type=float, default=40.0, help="traffic in requests per second (default 40)"
         )
         parser.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         try:
             with ProcessGroup() as group:
                 stack = story.start(group, self._shop_api_key())
-                story.reset(stack.env)
+                story.reset(group, stack.env)
                 traffic = group.start(
                     ManagedProcess(
                         "traffic",
@@ -151,6 +151,7 @@ class Command(BaseCommand):
                 {"slice": name, "kind": kind, "ms": round(ms, 1)}
                 for name, kind, ms in story.figures.freezes_ms
             ],
+            "cutovers_aborted_and_retried": story.figures.aborted,
             "rows_copied": story.figures.rows_copied,
             "rows_verified": story.figures.rows_verified,
             "requests_by_backend": self._served_by_backend(stack),
