@@ -180,10 +180,14 @@ class MigrationStory:
         databases (emptied: the story starts from the monolith alone)."""
         statuses = self.json_of(env, "migrate_data", "status", "--json")
         by_name = {status["name"]: status for status in statuses}
-        moved = [name for name in reversed(SLICES) if by_name.get(name, {}).get("phase") not in (None, "legacy")]
+        moved = [
+            name for name in reversed(SLICES) if by_name.get(name, {}).get("phase") not in (None, "legacy")
+        ]
         syncs = [self.sync_start(group, env, name) for name in moved]
         for name in moved:  # dependents first; their syncs need a few seconds to start their engines
-            self.retried(env, ("migrate_data", "rollback", "--slice", name, "--to", "legacy"), "did not arrive", 60)
+            self.retried(
+                env, ("migrate_data", "rollback", "--slice", name, "--to", "legacy"), "did not arrive", 60
+            )
         for sync in syncs:
             sync.stop()
         emptied = []

@@ -162,8 +162,11 @@ def database_env(settings_databases: Mapping[str, Mapping[str, object]]) -> dict
     return env
 
 
-def granian_wsgi_command(*, application: str, port: int, workers: int = 1) -> list[str]:
-    """A WSGI web server for `application` ("module:callable") on 127.0.0.1:port."""
+def granian_wsgi_command(
+    *, application: str, port: int, workers: int = 1, blocking_threads: int = 1
+) -> list[str]:
+    """A WSGI web server for `application` ("module:callable") on 127.0.0.1:port; a service whose
+    requests wait on other services over HTTP gives each worker several `blocking_threads`."""
     return bin_command(
         "granian",
         "--interface",
@@ -175,7 +178,7 @@ def granian_wsgi_command(*, application: str, port: int, workers: int = 1) -> li
         "--workers",
         str(workers),
         "--blocking-threads",
-        "1",
+        str(blocking_threads),
         "--no-ws",
         "--log-level",
         "warning",

@@ -11,10 +11,20 @@ OUTBOX_DATABASE = "shop"
 OUTBOX_TABLE = "shop_outbox"
 
 
+WEB_THREADS = 8
+
+
 def shop_process_commands(*, port: int, web_workers: int = 1) -> dict[str, list[str]]:
     """The shop's web process on 127.0.0.1:port and its outbox relay."""
     return {
-        "web": granian_wsgi_command(application="config.wsgi:application", port=port, workers=web_workers),
+        "web": granian_wsgi_command(
+            application="config.wsgi:application",
+            port=port,
+            workers=web_workers,
+            # Requests wait on other services (the MES quotes, the shop's internal API): threads keep
+            # a worker serving while one waits.
+            blocking_threads=WEB_THREADS,
+        ),
         "outbox-relay": manage_command(
             "cdc", "run", "--outbox", "--database", OUTBOX_DATABASE, "--table", OUTBOX_TABLE
         ),
