@@ -130,8 +130,10 @@ def target_empty(slice_: Slice) -> None:
         conn.execute("CHECKPOINT")
 
 
-def raw_pipe(slice_: Slice) -> dict[str, Any]:
-    """The baseline: each table whole, binary COPY out of the source piped into COPY in."""
+def raw_pipe(slice_: Slice, *, skip_row_triggers: bool = False) -> dict[str, Any]:
+    """The baseline: each table whole, binary COPY out of the source piped into COPY in; with
+    `skip_row_triggers`, under session_replication_role = replica as the backfill's chunks run
+    (no foreign-key checks per row), so that the two differ only by paging and checkpoints."""
     rows, started = 0, time.monotonic()
     with (
         raw_connect(slice_.source_alias, application_name="bench pipe", autocommit=True) as source,
@@ -141,6 +143,8 @@ def raw_pipe(slice_: Slice) -> dict[str, Any]:
             columns = column_list(table.columns)
             name = sql.Identifier(table.name)
             with target.transaction(), source.cursor() as out_cursor, target.cursor() as in_cursor:
+                if skip_row_triggers:
+                    in_cursor.execute("SET LOCAL session_replication_role = replica")
                 copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(name, columns)
                 copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(name, columns)
                 with out_cursor.copy(copy_out) as rows_out, in_cursor.copy(copy_in) as rows_in:
@@ -167,7 +171,7 @@ def backfill(slice_: Slice, *, chunk_rows: int) -> dict[str, Any]:
 
 
 def measure_backfill(slice_: Slice, *, chunk_rows: int = 50_000, repeats: int = REPEATS) -> dict[str, Any]:
-    pipes, backfills = [], []
+    pipes, bare_pipes, backfills = [], [], []
     for attempt in range(repeats):
         if backfills and pipes[-1]["seconds"] + backfills[-1]["seconds"] > REPEAT_WITHIN_SECONDS:
             break  # keeps the benchmark within its time on a loaded machine
@@ -175,17 +179,26 @@ def measure_backfill(slice_: Slice, *, chunk_rows: int = 50_000, repeats: int = 
         pipes.append(raw_pipe(slice_))
         say(f"raw pipe #{attempt + 1}: {pipes[-1]}")
         target_empty(slice_)
+        bare_pipes.append(raw_pipe(slice_, skip_row_triggers=True))
+        say(f"raw pipe without row triggers #{attempt + 1}: {bare_pipes[-1]}")
+        target_empty(slice_)
         backfills.append(backfill(slice_, chunk_rows=chunk_rows))
         say(f"backfill #{attempt + 1}: {backfills[-1]}")
     best_pipe = max(p["rows_per_second"] for p in pipes)
+    best_bare_pipe = max(p["rows_per_second"] for p in bare_pipes)
     best_backfill = max(b["rows_per_second"] for b in backfills)
     return {
         "chunk_rows": chunk_rows,
         "raw_pipe_runs": pipes,
+        "raw_pipe_without_row_triggers_runs": bare_pipes,
         "backfill_runs": backfills,
         "raw_pipe_rows_per_second": best_pipe,
+        "raw_pipe_without_row_triggers_rows_per_second": best_bare_pipe,
         "backfill_rows_per_second": best_backfill,
+        # Against the pipe a user would type (foreign keys checked at its commit)...
         "ratio": round(best_backfill / best_pipe, 3),
+        # ...and against the same pipe without per-row checks, as the backfill's chunks run.
+        "ratio_same_trigger_rules": round(best_backfill / best_bare_pipe, 3),
     }
 
 
@@ -220,6 +233,7 @@ def measure() -> dict[str, Any]:
     results["goals"] = {
         "backfill_at_least_0_7_of_raw_pipe": results["backfill"]["ratio"] >= 0.7,
         "backfill_aim_0_9_of_raw_pipe": results["backfill"]["ratio"] >= 0.9,
+        "backfill_at_least_0_7_of_pipe_same_rules": results["backfill"]["ratio_same_trigger_rules"] >= 0.7,
         "verify_at_least_300000_rows_per_second": results["verify"]["rows_per_second"] >= 300_000,
     }
     return results

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 from django.conf import settings
+from django.db import connections
 
-from harness.waiting import wait_http_ok, wait_until
+from harness.waiting import wait_http_ok
+from config.processes import PROCESSES
+from config.routers import database_alias
 from ops.process_group import (
     PROJECT_ROOT,
     ManagedProcess,
@@ -38,8 +41,9 @@ from ops.process_group import (
 SLICES = ("catalogue", "shop-orders", "crm-orders")
 ROLLBACK_SLICE = "catalogue"
 # Gates lowered so that the story fits in about two minutes (the plan's own are for production).
-DEMO_GATES = {"min_shadow_requests": 15, "max_shadow_diff_rate": 0.05, "soak_seconds": 0}
+DEMO_GATES = {"min_shadow_requests": 10, "max_shadow_diff_rate": 0.05, "soak_seconds": 0}
 LOG_DIR = PROJECT_ROOT / ".local" / "demo-logs"
+CHECKPOINT_TABLE = "migration_backfill_checkpoint"  # the toolkit's (migrations/state.py)
 
 
 class StoryFailed(Exception):
@@ -52,6 +56,7 @@ class Figures:
     freezes_ms: list[tuple[str, str, float]] = field(default_factory=list)
     rows_copied: dict[str, int] = field(default_factory=dict)
     rows_verified: dict[str, int] = field(default_factory=dict)
+    aborted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,7 +91,12 @@ class MigrationStory:
             child_env["SERVICE"] = service
         self.say("$ " + ("SERVICE=" + service + " " if service else "") + "manage.py " + " ".join(args))
         done = subprocess.run(
-            manage_command(*args), env=child_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+            manage_command(*args),
+            env=child_env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if done.returncode != 0:
             raise StoryFailed(f"`manage.py {' '.join(args)}` failed:\n{(done.stderr or done.stdout)[-1500:]}")
@@ -100,7 +110,7 @@ class MigrationStory:
 
     def demo_plan(self) -> Path:
         """The plan with the demo's lowered gates, written to .local/demo-plan.yaml."""
-        plan = yaml.safe_load(Path(settings.STRANGLER_PLAN_FILE).read_text())
+        plan = self.plan = yaml.safe_load(Path(settings.STRANGLER_PLAN_FILE).read_text())
         for name in SLICES:
             slice_ = plan["slices"][name]
             slice_["gates"] = {**slice_.get("gates", {}), **DEMO_GATES}
@@ -137,17 +147,24 @@ class MigrationStory:
                 if service != "legacy" and name != "web":
                     continue  # their event relays and consumers are not part of this story
                 group.start(
-                    ManagedProcess(f"{service}-{name}", command, {**env, "SERVICE": service}, LOG_DIR / f"{service}-{name}.log")
+                    ManagedProcess(
+                        f"{service}-{name}",
+                        command,
+                        {**env, "SERVICE": service},
+                        LOG_DIR / f"{service}-{name}.log",
+                    )
                 )
         for service in ("legacy", "shop", "crm"):
             wait_http_ok(f"{urls[service]}/healthz", seconds=60)
-        self.say(f"Monolith on {urls['legacy']}, shop service on {urls['shop']}, CRM service on {urls['crm']}.")
+        self.say(
+            f"Monolith on {urls['legacy']}, shop service on {urls['shop']}, CRM service on {urls['crm']}."
+        )
         self.manage(env, "strangler", "load-plan", "--who", "demo")
         proxy = group.start(
             ManagedProcess(
                 "proxy",
                 manage_command("strangler", "serve", "--port", str(ports["proxy"])),
-                {key: value for key, value in env.items() if key != "SERVICE"},
+                {**env, "SERVICE": "proxy"},
                 LOG_DIR / "proxy.log",
             )
         )
@@ -157,59 +174,143 @@ class MigrationStory:
 
     # the phases
 
-    def reset(self, env: dict[str, str]) -> None:
-        """A previous run may have left slices past legacy: back to the start, streams dropped."""
-        for status in self.json_of(env, "migrate_data", "status", "--json")["slices"]:
-            if status["name"] in SLICES and status["phase"] != "legacy":
-                self.manage(env, "migrate_data", "rollback", "--slice", status["name"], "--to", "legacy")
+    def reset(self, group: ProcessGroup, env: dict[str, str]) -> None:
+        """A previous run may have left slices past legacy (rolled back to the start with their syncs
+        running, so that a live slice's last writes reach legacy; streams dropped) and rows in the new
+        databases (emptied: the story starts from the monolith alone)."""
+        statuses = self.json_of(env, "migrate_data", "status", "--json")
+        by_name = {status["name"]: status for status in statuses}
+        moved = [name for name in reversed(SLICES) if by_name.get(name, {}).get("phase") not in (None, "legacy")]
+        syncs = [self.sync_start(group, env, name) for name in moved]
+        for name in moved:  # dependents first; their syncs need a few seconds to start their engines
+            self.retried(env, ("migrate_data", "rollback", "--slice", name, "--to", "legacy"), "did not arrive", 60)
+        for sync in syncs:
+            sync.stop()
+        emptied = []
+        for status in statuses:
+            if status["name"] not in SLICES or not status["backfill"]:
+                continue
+            spec = self.plan["slices"][status["name"]]
+            alias = database_alias(PROCESSES[spec["service"]].database)
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT to_regclass(%s)", [CHECKPOINT_TABLE])
+                if cursor.fetchone()[0] is not None:
+                    cursor.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE slice_name = %s", [status["name"]])
+                tables = ", ".join(f'"{table}"' for table in spec["tables"])
+                cursor.execute(f"TRUNCATE {tables} CASCADE")
+            emptied.append(status["name"])
+        if emptied:
+            self.say(f"A previous demo left rows in the new databases: emptied {', '.join(emptied)}.")
 
-    def promote(self, env: dict[str, str], name: str) -> None:
-        self.manage(env, "strangler", "promote", name, "--who", "demo")
-        phase = self.json_of(env, "migrate_data", "status", "--slice", name, "--json")["slices"][0]["phase"]
+    def entered(self, name: str, phase: str) -> None:
         self.figures.phase_entered.setdefault(name, {})[phase] = time.monotonic()
 
-    def wait_for(self, what: str, check: Callable[[], bool], seconds: float) -> None:
-        wait_until(check, seconds=seconds, interval=1.0, what=what)
+    def promote(self, env: dict[str, str], name: str, phase: str, *, wait_seconds: float = 0) -> None:
+        """`strangler promote`, retried while its gate does not pass yet (at most `wait_seconds`)."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self.manage(env, "strangler", "promote", name, "--who", "demo")
+                break
+            except StoryFailed as exc:
+                if time.monotonic() > deadline or "did not pass" not in str(exc):
+                    raise
+                time.sleep(2)
+        self.entered(name, phase)
 
-    def shadow_compared(self, env: dict[str, str], name: str) -> bool:
-        status = self.json_of(env, "migrate_data", "status", "--slice", name, "--json")["slices"][0]
-        return int(status.get("shadow", {}).get("compared", 0)) >= DEMO_GATES["min_shadow_requests"]
-
-    def run(self, group: ProcessGroup, stack: Stack, sync: Callable[[str], None]) -> None:
+    def run(self, group: ProcessGroup, stack: Stack) -> None:
         env = stack.env
         for name in SLICES:
-            self.promote(env, name)  # legacy -> syncing: the plan is valid
+            self.promote(env, name, "syncing")  # the plan is valid
         for name in SLICES:
-            output = self.manage(env, "migrate_data", "backfill", "--slice", name, "--restart")
-            self.out.write(output.strip().splitlines()[-1] + "\n")
-            sync(name)
+            output = self.manage(env, "migrate_data", "backfill", "--slice", name)
+            summary = output.strip().splitlines()[-1]
+            self.out.write(f"         {summary}\n")
+            match = re.search(r"done: (\d+) rows", summary)
+            self.figures.rows_copied[name] = int(match.group(1)) if match else 0
+            self.sync_start(group, env, name)
+            self.say(f"sync of {name} started (forward stream; the reverse one starts at its cutover)")
         for name in SLICES:
-            report = self.json_of(env, "migrate_data", "verify", "--slice", name, "--json")
+            report = self.verified(env, name)
             self.figures.rows_verified[name] = int(report["rows_checked"])
-            if not report["clean"]:
-                raise StoryFailed(f"Verification of {name} found differences: {report['differences'][:5]}")
-            self.promote(env, name)  # syncing -> shadow: verified and in step
+            self.promote(env, name, "shadow", wait_seconds=30)  # verified, sync lag under bound
         for name in SLICES:
-            self.wait_for(f"{name}'s shadow comparisons", lambda n=name: self.shadow_compared(env, n), 90)
-            self.promote(env, name)  # shadow -> canary: the new side answers the same
-        for name in SLICES:
-            for weight in ("50", "100"):
+            self.promote(env, name, "canary", wait_seconds=90)  # shadow answers the same
+        for weight in ("50", "100"):
+            for name in SLICES:
                 self.manage(env, "strangler", "weight", name, weight, "--who", "demo")
-                time.sleep(2)
+            time.sleep(2)
         for name in SLICES:
             self.cutover(env, name)
-        self.say(f"Rolling {ROLLBACK_SLICE} back from live (reverse sync kept legacy current), then forward again.")
-        self.freeze_of(self.json_of(env, "migrate_data", "rollback", "--slice", ROLLBACK_SLICE, "--json"), ROLLBACK_SLICE, "rollback")
-        time.sleep(3)
+        self.say(
+            f"Rolling {ROLLBACK_SLICE} back from live (reverse sync kept legacy current), then forward again."
+        )
+        self.freeze_of(
+            self.manage(env, "migrate_data", "rollback", "--slice", ROLLBACK_SLICE),
+            ROLLBACK_SLICE,
+            "rollback",
+        )
+        self.entered(ROLLBACK_SLICE, "canary")
+        self.manage(env, "strangler", "weight", ROLLBACK_SLICE, "100", "--who", "demo")
         self.cutover(env, ROLLBACK_SLICE)
 
-    def cutover(self, env: dict[str, str], name: str) -> None:
-        result = self.json_of(env, "migrate_data", "cutover", "--slice", name, "--who", "demo", "--json")
-        self.freeze_of(result, name, "cutover")
-        self.figures.phase_entered.setdefault(name, {})["live"] = time.monotonic()
+    def retried(self, env: dict[str, str], args: tuple[str, ...], refusal: str, seconds: float) -> str:
+        """`manage.py ARGS`, again while it is refused with `refusal` (it changed nothing then)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.manage(env, *args)
+            except StoryFailed as exc:
+                if time.monotonic() > deadline or refusal not in str(exc):
+                    raise
+                time.sleep(3)
 
-    def freeze_of(self, result: dict[str, Any], name: str, kind: str) -> None:
-        if result.get("outcome") not in ("live", "flipped", "rolled_back", "done", "ok"):
-            raise StoryFailed(f"The {kind} of {name} did not complete: {result}")
-        self.figures.freezes_ms.append((name, kind, float(result["freeze_ms"])))
-        self.say(f"{kind} of {name}: writes frozen for {float(result['freeze_ms']):.0f} ms")
+    def sync_start(self, group: ProcessGroup, env: dict[str, str], name: str) -> ManagedProcess:
+        self.say(f"$ manage.py migrate_data sync --slice {name}   (a long-running process)")
+        return group.start(
+            ManagedProcess(
+                f"sync-{name}",
+                manage_command("migrate_data", "sync", "--slice", name),
+                {**env, "SERVICE": "migrations"},
+                LOG_DIR / f"sync-{name}.log",
+            )
+        )
+
+    def verified(self, env: dict[str, str], name: str) -> dict[str, Any]:
+        """A full verification; under traffic a row may be in flight, so it is tried a few times."""
+        for _ in range(3):
+            try:
+                report = self.json_of(env, "migrate_data", "verify", "--slice", name, "--json")
+            except StoryFailed as exc:
+                self.say(f"not clean yet: {str(exc)[-600:]}")
+                time.sleep(2)
+                continue
+            if report["clean"]:
+                self.say(f"{name}: {report['rows_checked']} rows verified equal on both sides")
+                return dict(report)
+        raise StoryFailed(
+            f"Verification of {name} did not come out clean; see `manage.py migrate_data verify`."
+        )
+
+    def cutover(self, env: dict[str, str], name: str) -> None:
+        """A cutover that ran past its freeze bound aborted cleanly (writes went to legacy, the slice
+        stayed canary): the operator tries again, as the demo does up to three times."""
+        for attempt in range(3):
+            try:
+                output = self.manage(env, "migrate_data", "cutover", "--slice", name, "--who", "demo")
+            except StoryFailed as exc:
+                if "aborted" not in str(exc) or attempt == 2:
+                    raise
+                self.figures.aborted.append(name)
+                self.say(f"the cutover of {name} aborted within its bound (nothing lost); trying again")
+                continue
+            self.freeze_of(output, name, "cutover")
+            self.entered(name, "live")
+            return
+
+    def freeze_of(self, output: str, name: str, kind: str) -> None:
+        match = re.search(r": (\w[\w-]*), .*writes frozen ([\d.]+) ms", output)
+        if not match or match.group(1) != "completed":
+            raise StoryFailed(f"The {kind} of {name} did not complete:\n{output}")
+        self.figures.freezes_ms.append((name, kind, float(match.group(2))))
+        self.say(f"{kind} of {name}: writes frozen for {float(match.group(2)):.0f} ms")

@@ -17,7 +17,7 @@ from django.db import close_old_connections, connections
 from pydbzengine import BasePythonChangeHandler
 
 from cdc.engine import EngineConfig, EngineSupervisor, offsets_reset
-from cdc.replication import slot_status
+from cdc.replication import capture_setup, slot_status
 from cdc.row_changes import RowChange, row_change_from_envelope
 from migrations import metrics
 from migrations.apply import BatchOutcome, StreamApplier
@@ -50,6 +50,16 @@ def stream_engine_config(slice_: Slice, direction: str) -> EngineConfig:
             ("heartbeat.interval.ms", str(HEARTBEAT_INTERVAL_MS)),
         ),
     )
+
+
+def stream_slot_setup(slice_: Slice, direction: str) -> list[str]:
+    """Creates the stream's publication and slot if missing. A slot created here starts a new stream,
+    so the engine's stored offsets (of a dropped slot, from an earlier run) are forgotten with it:
+    Debezium refuses to start from an offset the new slot does not hold."""
+    done = capture_setup(slice_.stream_target(direction))
+    if any(change.startswith("created replication slot") for change in done):
+        done.extend(offsets_reset(stream_engine_config(slice_, direction), dry_run=False))
+    return done
 
 
 def slot_exists(slice_: Slice, direction: str) -> bool:

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from strangler import selectors
-from strangler.models import PHASE_ORDER, Phase, Slice
+from strangler.models import PHASE_ORDER, Phase, ShadowRouteStats, ShadowSample, Slice
 from strangler.services.changes import OperationRefused, PlanChange, locked_slice
 
 
@@ -121,7 +121,12 @@ def gate_check(slice_: Slice, target: Phase, *, alias: str, now: datetime) -> tu
     return False, {"gate": "retired is the last phase"}
 
 
-def _enter_phase(slice_: Slice, target: Phase, now: datetime) -> None:
+def _enter_phase(slice_: Slice, target: Phase, now: datetime, *, alias: str | None = None) -> None:
+    if target == Phase.SHADOW and alias is not None:
+        # The shadow gate counts the comparisons of THIS shadow period: what an earlier period (or an
+        # earlier run) compared says nothing about the new backend as it is now.
+        ShadowRouteStats.objects.using(alias).filter(slice_name=slice_.name).delete()
+        ShadowSample.objects.using(alias).filter(slice_name=slice_.name).delete()
     slice_.phase = target
     slice_.phase_changed_at = now
     index = PHASE_ORDER.index(target)
@@ -163,7 +168,7 @@ def slice_promote(
             )
         if not passed and not why:
             raise OperationRefused("Forcing past a gate needs a reason: add --why.")
-        _enter_phase(slice_, target, now)
+        _enter_phase(slice_, target, now, alias=alias)
         return finish(action="promote", who=who, why=why, gate=gate, dry_run=dry_run)
 
 
@@ -204,7 +209,7 @@ def slice_rollback(
             )
         else:
             target = Phase(to_phase)
-        _enter_phase(slice_, target, now)
+        _enter_phase(slice_, target, now, alias=alias)
         slice_.write_freeze_until = None
         return finish(action="rollback", who=who, why=why, gate=gate or {}, dry_run=dry_run)
 

@@ -213,3 +213,15 @@ def test_backends_say_unknown_until_a_proxy_reports_and_then_since_when() -> Non
     call_command("strangler", "backends", stdout=out)
     legacy_line = next(line for line in out.getvalue().splitlines() if line.startswith("legacy "))
     assert "DOWN since " in legacy_line
+
+
+def test_entering_shadow_starts_a_new_comparison_window() -> None:
+    """Comparisons of an earlier shadow period (an earlier run, a rollback) do not count for the gate."""
+    load()
+    services.slice_promote(name="catalogue", who="op")  # legacy -> syncing
+    ShadowRouteStats.objects.using("control").create(
+        slice_name="catalogue", route_name="products", compared=900, differing=300
+    )
+    services.slice_report_sync(name="catalogue", lag_seconds=0.1, verified_at=timezone.now())
+    services.slice_promote(name="catalogue", who="op")  # syncing -> shadow
+    assert not ShadowRouteStats.objects.using("control").filter(slice_name="catalogue").exists()
