@@ -502,15 +502,24 @@ def _frozen_handover(
         result.freeze_ms = round((flipped - handover.frozen_at) * 1000, 2)
         result.outcome = RunOutcome.COMPLETED
     except FreezeAborted as exc:
+        owner = "legacy" if handover.to_new else f"the {handover.slice_.service} service"
         result.actions.extend(handover.undo(f"{result.kind} aborted at {exc.step}: {exc.reason}"))
         result.freeze_ms = round(handover._elapsed_ms(), 2)
         result.outcome, result.failed_step = RunOutcome.ABORTED, exc.step
         result.to_phase = result.from_phase
         result.message = (
-            f"Aborted at step {exc.step!r}: {exc.reason}. The held writes went to the slice's current owner "
-            f"({result.from_phase}); nothing was written to the other side, nothing is lost."
+            f"Aborted at step {exc.step!r}: {exc.reason}. The held writes went to {owner}, which owns them "
+            "still; nothing was written to the other side, nothing is lost."
         )
     except BaseException as exc:
+        if _phase_now(handover.slice_.name) not in (None, result.from_phase):
+            # The flip committed before the error (a connection lost on its way back): keep it, and
+            # keep the reverse slot it needs.
+            result.outcome, result.failed_step = RunOutcome.FAILED, "flip"
+            result.message = (
+                f"The flip committed, then {type(exc).__name__}: {exc}. Check `strangler slices`."
+            )
+            raise
         result.actions.extend(handover.undo(f"{result.kind} failed: {exc}"))
         result.freeze_ms = round(handover._elapsed_ms(), 2)
         result.outcome, result.failed_step = RunOutcome.FAILED, next(reversed(handover.steps_ms), "freeze")
@@ -520,6 +529,14 @@ def _frozen_handover(
     finally:
         result.steps_ms = dict(handover.steps_ms)
     return result
+
+
+def _phase_now(slice_name: str) -> str | None:
+    """The slice's phase in the control database, None when it cannot be read."""
+    try:
+        return str(_control_slice(slice_name).phase)
+    except (DatabaseError, StepRefused):
+        return None
 
 
 def guarded_run(
@@ -669,7 +686,8 @@ def _cutover_preconditions(slice_: Slice, control: ControlSlice, *, dry_run: boo
         )
     report("slice in canary at weight 100, required slices live, no stray writes")
     _check_proxies(report)
-    _state_tables_ready(slice_)
+    if not dry_run:
+        _state_tables_ready(slice_)
     _check_stream(slice_, "forward", control.max_sync_lag_seconds, probe=not dry_run, report=report)
     _pre_verify(slice_, dry_run=dry_run, report=report)
     reverse = slice_.stream_target("reverse")
@@ -831,7 +849,8 @@ def _rollback_from_live(
             f"Slices {', '.join(dependants)} require {slice_.name!r} and are live: roll them back first."
         )
     _check_proxies(report)
-    _state_tables_ready(slice_)
+    if not dry_run:
+        _state_tables_ready(slice_)
     _check_stream(slice_, "reverse", control.max_sync_lag_seconds, probe=not dry_run, report=report)
     _pre_verify(slice_, dry_run=dry_run, report=report)
     strays = stray_write_count(slice_)

@@ -339,8 +339,9 @@ def test_a_stream_that_stops_under_the_freeze_aborts_the_cutover_at_the_drain(wo
 
 def test_sigterm_during_a_cutover_waits_until_it_aborted(world: CutoverWorld) -> None:
     world.to_canary_at_100()
-    world.backend_mode(world.legacy_url, delay_ms=3000)  # writes in flight past the bound: no ack
-    with Writes(world.proxy_url) as writes:
+    # Eight writers, each write 3 s: when the freeze comes the latest has over 2.5 s to go, past the bound.
+    world.backend_mode(world.legacy_url, delay_ms=3000)
+    with Writes(world.proxy_url, threads=8, stagger=0.375) as writes:
         cutover = world.migrate_data_start("cutover", "--max-freeze-ms", "1200", "--who", "carol")
         frozen_then(world, cutover)
         signalled = time.monotonic()
