@@ -24,9 +24,9 @@ import yaml
 from django.conf import settings
 from django.db import connections
 
-from harness.waiting import wait_http_ok
 from config.processes import PROCESSES
 from config.routers import database_alias
+from harness.waiting import wait_http_ok
 from ops.process_group import (
     PROJECT_ROOT,
     ManagedProcess,
@@ -257,6 +257,14 @@ class MigrationStory:
         self.entered(ROLLBACK_SLICE, "canary")
         self.manage(env, "strangler", "weight", ROLLBACK_SLICE, "100", "--who", "demo")
         self.cutover(env, ROLLBACK_SLICE)
+
+    def back_to_legacy(self, env: dict[str, str]) -> None:
+        """Every slice rolled back to legacy, dependents first, while the syncs still run: reverse
+        sync has kept legacy current, so the monolith takes over again with every write."""
+        for name in reversed(SLICES):
+            output = self.manage(env, "migrate_data", "rollback", "--slice", name, "--to", "legacy")
+            self.out.write("         " + output.strip().splitlines()[-1][:200] + "\n")
+            self.entered(name, "legacy")
 
     def retried(self, env: dict[str, str], args: tuple[str, ...], refusal: str, seconds: float) -> str:
         """`manage.py ARGS`, again while it is refused with `refusal` (it changed nothing then)."""

@@ -7,6 +7,7 @@ service (and the legacy backend) owns. Nothing here knows what the tables mean.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 
@@ -53,8 +54,12 @@ class Slice:
 
     @property
     def slot_prefix(self) -> str:
-        """Base of this slice's slot and publication names (lower-case identifier)."""
-        return "mig_" + self.name.replace("-", "_").lower()
+        """Base of this slice's slot and publication names (lower-case identifier). Slots are
+        server-wide, so the name carries a digest of the source database's name: two checkouts (or
+        a test run beside the demo) on one server never share a slot."""
+        database = str(settings.DATABASES[self.source_alias]["NAME"])
+        digest = hashlib.sha1(database.encode()).hexdigest()[:6]
+        return f"mig_{self.name.replace('-', '_').lower()[:40]}_{digest}"
 
     def stream_target(self, direction: str) -> CaptureTarget:
         """What a stream captures: forward reads the source (slot `mig_<slice>_fwd`), reverse the

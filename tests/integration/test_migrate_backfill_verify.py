@@ -175,8 +175,10 @@ def test_backfill_of_a_seeded_legacy_database_verifies_clean_and_reports_to_the_
     order = [t.table for t in report.tables]
     for child, parent in PARENTS:
         assert order.index(parent) < order.index(child), order
-    assert any("created replication slot mig_shop_fwd" in action for action in report.actions)
-    assert _sql(LEGACY, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'mig_shop_fwd'")
+    slot = slice_.stream_target("forward").slot_name
+    assert slot.startswith("mig_shop_") and slot.endswith("_fwd")
+    assert any(f"created replication slot {slot}" in action for action in report.actions)
+    assert _sql(LEGACY, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot])
     with raw_connect(SHOP, application_name="test", autocommit=True) as conn, conn.cursor() as cursor:
         checkpoints = checkpoints_read(cursor, "shop")
     assert {t: (c.rows_copied, c.done) for t, c in checkpoints.items()} == {
@@ -319,9 +321,10 @@ def test_dry_run_changes_nothing(toolkit_env: dict[str, str]) -> None:
 
     assert dry.returncode == 0, dry.stderr
     assert "dry run, nothing changed" in dry.stdout
-    assert "create replication slot and publication mig_shop_fwd in legacy" in dry.stdout
+    slot = slice_get("shop").stream_target("forward").slot_name
+    assert f"create replication slot and publication {slot} in legacy" in dry.stdout
     assert "copy shop_order from the start by id" in dry.stdout
-    assert not _sql(LEGACY, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'mig_shop_fwd'")
+    assert not _sql(LEGACY, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot])
     assert _sql(SHOP, f"SELECT to_regclass('{CHECKPOINT_TABLE}')") == [(None,)]
     assert not any(counts(SHOP).values())
 

@@ -43,6 +43,12 @@ class Command(BaseCommand):
             "--rate", type=float, default=40.0, help="traffic in requests per second (default 40)"
         )
         parser.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
+        parser.add_argument(
+            "--end-in-legacy",
+            action="store_true",
+            help="after the story, roll every slice back to legacy (the monolith owns everything again, "
+            "with every write made on the new side); the end-to-end test runs the demo so",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["rate"] <= 0:
@@ -79,6 +85,8 @@ class Command(BaseCommand):
                 story.say(f"Traffic: {options['rate']:g} req/s through the proxy, for the whole story.")
                 try:
                     story.run(group, stack)
+                    if options["end_in_legacy"]:
+                        story.back_to_legacy(stack.env)
                 finally:
                     traffic_summary = self._traffic_stop(traffic)
                 summary = self._summary(story, stack, traffic_summary)
