@@ -182,7 +182,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  rows verified equal: {summary['rows_verified']}")
         self.stdout.write(f"  requests served by each side (proxy): {summary['requests_by_backend']}")
         self.stdout.write(
-            f"  customer-visible errors: {summary['customer_visible_errors']} of {summary['requests']} requests"
+            f"  customer-visible errors: {summary['customer_visible_errors']} "
+            f"of {summary['requests']} requests"
         )
         if settings.DB_NAME_PREFIX:
             self.stdout.write(f"  (databases prefixed {settings.DB_NAME_PREFIX})")
