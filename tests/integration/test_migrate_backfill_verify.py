@@ -116,11 +116,13 @@ def _toolkit_state_drop() -> None:
 
 @pytest.fixture(autouse=True)
 def plan_file(tmp_path: Path, settings: Any) -> Iterator[Path]:
-    """The test plan, and no toolkit state (slots, state tables, triggers) before or after."""
+    """The test plan, and no toolkit state (slots, state tables, triggers) before or after, and an
+    empty shop database to start with (other modules, the contract suite's, leave rows in it)."""
     path = tmp_path / "plan.yaml"
     path.write_text(PLAN)
     settings.STRANGLER_PLAN_FILE = path
     _toolkit_state_drop()
+    _sql(SHOP, f"TRUNCATE {', '.join(SHOP_TABLES)} CASCADE")
     slice_tables_forget()
     yield path
     _toolkit_state_drop()
