@@ -40,7 +40,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--rate", type=float, default=40.0, help="traffic in requests per second (default 40)"
+            "--rate", type=float, default=20.0, help="traffic in requests per second (default 20)"
         )
         parser.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
         parser.add_argument(
