@@ -107,7 +107,6 @@ def measure() -> dict[str, Any]:
         **database_env(settings.DATABASES),
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "LOG_LEVEL": "WARNING",
-        "DB_NAME_PREFIX": BENCH_PREFIX,
     }
     progress("seeding the monolith")
     run_command(env, "seed", service="legacy")

@@ -187,6 +187,10 @@ def sequences_apply(slice_: Slice, moves: list[SequenceMove], *, to_new: bool) -
             cursor.execute("SELECT setval(%s::regclass, %s)", [move.sequence, move.value])
 
 
+# What the recheck under the freeze leaves of the bound for the steps after it (sequences, flip).
+RECHECK_MARGIN_SECONDS = 0.3
+
+
 def verify_changed(slice_: Slice, *, recheck_seconds: float) -> tuple[bool, str, int]:
     """The re-verify set compared on both sides: (clean, what differs, rows checked). Keys found
     equal leave the set, so a pass before the freeze leaves the frozen one little to check."""
@@ -405,7 +409,7 @@ class FrozenHandover:
         # freeze's bound to go away before it counts.
         remaining = self.frozen_at + self.max_freeze_ms / 1000 - time.perf_counter()
         clean, differences, rows_checked = verify_changed(
-            self.slice_, recheck_seconds=max(0.0, remaining - 0.05)
+            self.slice_, recheck_seconds=max(0.0, remaining - RECHECK_MARGIN_SECONDS)
         )
         if not clean:
             self.steps_ms["verified"] = round((time.perf_counter() - started) * 1000, 2)

@@ -21,7 +21,7 @@ def test_each_benchmark_runs_on_fresh_databases_of_its_own_and_drops_them() -> N
     names = {}
     for path in BENCHMARKS:
         source = path.read_text()
-        declared = re.findall(r'BENCH_PREFIX = bench_django_start\("([a-z_]+)"\)', source)
+        declared = re.findall(r'BENCH_PREFIX = bench_django_start\("([a-z_]+)"[,)]', source)
         assert len(declared) == 1, f"{path.name} declares no databases of its own"
         names[path.name] = declared[0]
         assert "own_databases(BENCH_PREFIX)" in source, f"{path.name} does not reset and drop its databases"
