@@ -47,7 +47,7 @@ class Command(BaseCommand):
             "--end-in-legacy",
             action="store_true",
             help="after the story, roll every slice back to legacy (the monolith owns everything again, "
-            "with every write made on the new side); the end-to-end test runs the demo so",
+            "with every write made on the new side)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
