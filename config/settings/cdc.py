@@ -72,6 +72,7 @@ CDC_OUTBOX_PUBLICATION_NAME = env.str("CDC_OUTBOX_PUBLICATION_NAME", default="")
 CDC_EVENT_SCHEMA_DIRS = [
     str(BASE_DIR / "contracts" / "events" / "shop"),  # legacy.shop.change_events.SCHEMA_DIR
     str(BASE_DIR / "contracts" / "events" / "crm"),  # the CRM service's own events (crm_app)
+    str(BASE_DIR / "contracts" / "events" / "production"),  # mes_production's outbox events
     *env.list("CDC_EXTRA_SCHEMA_DIRS", default=[]),
 ]
 
