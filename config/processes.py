@@ -46,8 +46,10 @@ PROCESSES: dict[str, Process] = {
     "legacy": Process(apps=("legacy.shop", "legacy.crm", "legacy.mes", "cdc"), database="legacy"),
     "shop": Process(apps=("shop_app", "cdc"), database="shop"),
     "crm": Process(apps=("crm_app", "cdc"), database="crm"),
-    "mes_pricing": Process(apps=("cdc",), database="pricing"),
-    "mes_production": Process(apps=("cdc",), database="production"),
+    "mes_pricing": Process(
+        apps=("mes_pricing", "mes_pricing.production_orders", "cdc"), database="pricing"
+    ),
+    "mes_production": Process(apps=("mes_production", "cdc"), database="production"),
     "proxy": Process(apps=("strangler",), database="control"),
     "cdc": Process(apps=("cdc",), database="control"),
     # The data-migration toolkit (`manage.py migrate_data`): reads the plan and the proxy's state in

@@ -1,0 +1,1 @@
+"""Tables of the pricing service, on the pricing database."""

@@ -1,0 +1,1 @@
+"""The projection's tables, on the pricing database."""

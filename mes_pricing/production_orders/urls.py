@@ -1,0 +1,3 @@
+"""The deprecated /mes/api/production-orders/ routes."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""The pricing service's public routes."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Tables of the production service, on the production database."""

@@ -1,0 +1,3 @@
+"""The production service's internal routes (none is reachable from outside)."""
+
+urlpatterns: list = []
