@@ -47,7 +47,8 @@ PROCESSES: dict[str, Process] = {
     "shop": Process(apps=("shop_app", "cdc"), database="shop"),
     "crm": Process(apps=("crm_app", "cdc"), database="crm"),
     "mes_pricing": Process(
-        apps=("mes_pricing", "mes_pricing.production_orders", "cdc"), database="pricing"
+        apps=("mes_pricing", "mes_pricing.catalogue", "mes_pricing.production_orders", "cdc"),
+        database="pricing",
     ),
     "mes_production": Process(apps=("mes_production", "cdc"), database="production"),
     "proxy": Process(apps=("strangler",), database="control"),

@@ -49,6 +49,7 @@ APP_DATABASES = {
     "shop_app": "shop",
     "crm_app": "crm",
     "mes_pricing": "pricing",
+    "mes_pricing_catalogue": "pricing",
     "mes_public_production": "pricing",
     "mes_production": "production",
     "strangler": "control",
