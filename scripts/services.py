@@ -45,6 +45,10 @@ TANSU_PID = ROOT / ".local" / "tansu.pid"
 EMBEDDED_DATA = ROOT / ".local" / "pgdata"
 EMBEDDED_USER = "pgembed"
 WANTED_SETTINGS = {"wal_level": "logical", "max_connections": "400"}
+# Lower bounds: every slice's data sync holds one or two replication slots, every CDC capture and
+# outbox relay one; the demo and the suite hold about twenty at once (Debian's default is 10, and a
+# server out of slots refuses the next stream).
+MINIMUM_SETTINGS = {"max_connections": 400, "max_replication_slots": 64, "max_wal_senders": 64}
 
 
 def say(message: str) -> None:
@@ -74,7 +78,8 @@ def _pg_connect():  # type: ignore[no-untyped-def]
 def _pg_settings() -> dict[str, str]:
     with _pg_connect() as conn:
         rows = conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [list(WANTED_SETTINGS)]
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+            [[*WANTED_SETTINGS, *MINIMUM_SETTINGS]],
         ).fetchall()
     return dict(rows)
 
@@ -83,8 +88,9 @@ def _settings_missing(current: dict[str, str]) -> dict[str, str]:
     missing = {}
     if current.get("wal_level") != "logical":
         missing["wal_level"] = "logical"
-    if int(current.get("max_connections", "0")) < int(WANTED_SETTINGS["max_connections"]):
-        missing["max_connections"] = WANTED_SETTINGS["max_connections"]
+    for name, minimum in MINIMUM_SETTINGS.items():
+        if int(current.get(name, "0")) < minimum:
+            missing[name] = str(minimum)
     return missing
 
 
@@ -149,8 +155,9 @@ def start_embedded_postgres() -> None:
         )
         with (EMBEDDED_DATA / "postgresql.conf").open("a") as conf:
             conf.write(
-                f"\nwal_level = logical\nmax_connections = {WANTED_SETTINGS['max_connections']}\n"
-                f"listen_addresses = '{PGHOST}'\nport = {PGPORT}\nunix_socket_directories = ''\n"
+                "\nwal_level = logical\n"
+                + "".join(f"{name} = {value}\n" for name, value in MINIMUM_SETTINGS.items())
+                + f"listen_addresses = '{PGHOST}'\nport = {PGPORT}\nunix_socket_directories = ''\n"
                 "fsync = off\n"
             )
     subprocess.run(

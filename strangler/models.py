@@ -101,6 +101,10 @@ class Route(models.Model):
     pattern = models.CharField(max_length=300, blank=True, default="")
     methods = models.JSONField(default=list, help_text="Upper-case HTTP methods; empty means all.")
     exposure = models.CharField(max_length=16, choices=Exposure.choices, default=Exposure.PUBLIC)
+    read_only = models.BooleanField(
+        default=False,
+        help_text="Every method only reads: shadowed and canaried like GET, never held as a write.",
+    )
     position = models.PositiveIntegerField(default=0)
 
     class Meta:

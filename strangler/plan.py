@@ -48,6 +48,9 @@ class RouteSpec:
     pattern: str
     methods: list[str]
     exposure: str
+    # A route whose every method only reads (a query sent by POST, such as a price quote): the proxy
+    # shadows and canaries it like a GET and never holds or pins it as a write.
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def _check_setting(value: Any, path: str, expected: tuple[type, ...], rule: str,
 
 
 def _check_route(raw: Any, path: str, checker: _Checker) -> RouteSpec | None:
-    allowed = {"name", "prefix", "pattern", "methods", "exposure"}
+    allowed = {"name", "prefix", "pattern", "methods", "exposure", "read_only"}
     if not checker.mapping(raw, path, allowed=allowed, required={"name"}):
         return None
     ok = checker.name(raw.get("name"), f"{path}.name")
@@ -213,9 +216,13 @@ def _check_route(raw: Any, path: str, checker: _Checker) -> RouteSpec | None:
     if exposure not in Exposure.values:
         checker.fail(f"{path}.exposure", f"{exposure!r} must be 'public' or 'internal'")
         ok = False
+    read_only = raw.get("read_only", False)
+    if not isinstance(read_only, bool):
+        checker.fail(f"{path}.read_only", f"{read_only!r} must be true or false")
+        ok = False
     if not ok:
         return None
-    return RouteSpec(raw["name"], prefix, pattern, list(methods), exposure)
+    return RouteSpec(raw["name"], prefix, pattern, list(methods), exposure, read_only)
 
 
 def _check_slice(

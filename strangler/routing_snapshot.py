@@ -26,6 +26,7 @@ class RouteSnapshot:
     methods: tuple[str, ...]  # upper case; empty means every method
     exposure: Exposure
     position: int
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

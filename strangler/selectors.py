@@ -79,6 +79,7 @@ def _slice_snapshot(s: Slice) -> SliceSnapshot:
                 methods=tuple(r.methods),
                 exposure=Exposure(r.exposure),
                 position=r.position,
+                read_only=r.read_only,
             )
             for r in s.routes.all()
         ),

@@ -218,7 +218,7 @@ class ProxyApp:
             table=table, route=route, request=request, pins=self.pins, now=now, sample=random.random()
         )
         slice_ = route.slice
-        writes_to = slice_.name if slice_ is not None and method not in SAFE_METHODS else None
+        writes_to = slice_.name if slice_ is not None and not route.reads(method) else None
         if slice_ is not None and writes_to is not None and slice_.frozen(now):
             if not await self.freeze.hold(slice_.name):
                 await self._refuse(

@@ -86,6 +86,10 @@ class RouteRuntime:
     methods: frozenset[str]
     prefix: str = ""
     pattern: re.Pattern[str] | None = None
+    read_only: bool = False  # every method only reads (see strangler.plan.RouteSpec.read_only)
+
+    def reads(self, method: str) -> bool:
+        return self.read_only or method in SAFE_METHODS
 
 
 @dataclass
@@ -130,7 +134,9 @@ class RoutingTable:
             )
             self.slices[slice_.name] = slice_
             for r in sorted(raw.routes, key=lambda r: r.position):
-                route = RouteRuntime(r.name, slice_, r.exposure, frozenset(r.methods), r.prefix)
+                route = RouteRuntime(
+                    r.name, slice_, r.exposure, frozenset(r.methods), r.prefix, read_only=r.read_only
+                )
                 if r.pattern:
                     route.pattern = re.compile(r.pattern)
                     self.patterns.append(route)
@@ -186,7 +192,7 @@ def decide(
             )
         return Decision(route, LEGACY, table.default_backend, reason="default")
     phase = slice_.phase
-    read = method in SAFE_METHODS
+    read = route.reads(method)
     if phase in (Phase.LIVE, Phase.RETIRED):
         return Decision(route, NEW, slice_.new, reason=phase)
     if phase in (Phase.LEGACY, Phase.SYNCING) or not read:

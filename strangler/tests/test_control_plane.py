@@ -54,6 +54,15 @@ def test_invalid_plan_names_every_bad_field_by_path() -> None:
     assert "plan.slices.catalogue.shadow.sample_rate: 2 must be between 0 and 1" in problems
 
 
+def test_a_route_is_read_only_only_when_the_plan_says_true() -> None:
+    marked = PLAN.replace("[GET, HEAD]", "[GET, HEAD], read_only: true", 1)
+    assert [r.read_only for s in plan_parse(marked).slices for r in s.routes][0] is True
+    assert not any(r.read_only for s in plan_parse(PLAN).slices for r in s.routes)
+    with pytest.raises(PlanError) as caught:
+        plan_parse(PLAN.replace("[GET, HEAD]", "[GET, HEAD], read_only: 'yes'", 1))
+    assert "plan.slices.catalogue.routes[0].read_only: 'yes' must be true or false" in caught.value.problems
+
+
 def test_plan_rejects_unknown_fields_bad_urls_and_overlapping_routes() -> None:
     bad = PLAN.replace("http://127.0.0.1:8001", "ftp://x").replace("tables:", "tabels:")
     bad += (

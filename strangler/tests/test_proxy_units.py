@@ -3,6 +3,7 @@ signed overrides, shadow comparison, canary analysis."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from strangler.models import Exposure, Phase
@@ -50,6 +51,7 @@ def _slice(name: str, phase: Phase, routes: list[dict[str, Any]], weight: float 
                 methods=tuple(r.get("methods", ())),
                 exposure=Exposure.PUBLIC,
                 position=i,
+                read_only=r.get("read_only", False),
             )
             for i, r in enumerate(routes)
         ),
@@ -140,6 +142,47 @@ def test_canary_writes_stay_on_legacy_and_pin_the_writer() -> None:
     assert _decide("GET", key, 1004.0, pins) == LEGACY
     assert _decide("GET", key, 1005.1, pins) == NEW
     assert _decide("GET", key, 1005.1, pins, override="legacy") == LEGACY
+
+
+def test_a_read_only_post_route_is_canaried_and_shadowed_like_a_read_and_pins_nobody() -> None:
+    quotes = _slice(
+        "pricing",
+        Phase.CANARY,
+        [{"name": "quotes", "prefix": "/mes/api/quotes/", "methods": ["POST"], "read_only": True}],
+        50,
+    )
+    quotes = dataclasses.replace(quotes, shadow_enabled=True)
+    table = RoutingTable(
+        RoutingSnapshot(
+            version=1,
+            default_backend=BackendSnapshot("legacy", ("http://127.0.0.1:1",)),
+            default_exposure=Exposure.PUBLIC,
+            slices=(quotes,),
+        )
+    )
+    route = table.match("POST", "/mes/api/quotes/")
+    keys = [f"k{i}".encode() for i in range(200)]
+    inside = next(k for k in keys if in_canary(k, weight_threshold(50)))
+    outside = next(k for k in keys if not in_canary(k, weight_threshold(50)))
+    pins = Pins(max_entries=10)
+    to_new = decide(
+        table=table, route=route, request=_request("POST", inside), pins=pins, now=1.0, sample=0.5
+    )
+    assert (to_new.generation, to_new.pin_seconds) == (NEW, 0.0)
+    mirrored = decide(
+        table=table, route=route, request=_request("POST", outside), pins=pins, now=1.0, sample=0.5
+    )
+    assert (mirrored.generation, mirrored.shadow, mirrored.pin_seconds) == (LEGACY, True, 0.0)
+    # The same POST on a route not marked read-only stays a write: legacy, pinned, never mirrored.
+    write = decide(
+        table=TABLE,
+        route=TABLE.match("POST", "/shop/api/orders/"),
+        request=_request("POST", inside),
+        pins=pins,
+        now=1.0,
+        sample=0.5,
+    )
+    assert (write.generation, write.shadow) == (LEGACY, False) and write.pin_seconds > 0
 
 
 def test_a_pin_cookie_is_believed_only_up_to_the_longest_pin_and_never_recorded() -> None:
