@@ -43,6 +43,9 @@ class Capture:
     source: str
     # Tables whose old row values the translators compare on update/delete.
     replica_identity_full: tuple[str, ...] = ()
+    # Debezium's snapshot.mode for this capture ("initial": announce every existing row on the
+    # first start, before streaming); empty: settings.CDC_SNAPSHOT_MODE.
+    snapshot_mode: str = ""
 
 
 def capture_names() -> list[str]:
@@ -78,6 +81,7 @@ def capture_engine_config(capture: Capture) -> EngineConfig:
         ),
         offset_table=settings.CDC_OFFSET_TABLE or f"cdc_offsets_{capture.name}",
         topic_prefix=settings.CDC_TOPIC_PREFIX or capture.name,
+        extra_properties=(("snapshot.mode", capture.snapshot_mode),) if capture.snapshot_mode else (),
     )
 
 

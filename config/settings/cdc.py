@@ -20,7 +20,15 @@ CDC_KAFKA_TOPIC = env.str("CDC_KAFKA_TOPIC", default="domain.events")
 # factory returns a cdc.captures.Capture (tables, database, translators, event source). The
 # toolkit knows no table of its own; `manage.py cdc run` runs CDC_DEFAULT_CAPTURE unless
 # --capture names another. Env form: CDC_CAPTURES=legacy=legacy.shop.change_events:capture
-CDC_CAPTURES = env.dict("CDC_CAPTURES", default={"legacy": "legacy.shop.change_events:capture"})
+CDC_CAPTURES = env.dict(
+    "CDC_CAPTURES",
+    default={
+        "legacy": "legacy.shop.change_events:capture",
+        # The shop's catalogue (materials, products, bills of materials, options) as row-state
+        # events, on its own slot, initial snapshot first: feeds mes_pricing's cost projection.
+        "catalogue": "legacy.shop.catalogue_events:capture",
+    },
+)
 CDC_DEFAULT_CAPTURE = env.str("CDC_DEFAULT_CAPTURE", default="legacy")
 # Replication slot, publication, offset table and topic prefix of the capture being run; empty:
 # named after the capture ("<prefix>cdc_<name>", "cdc_offsets_<name>", "<name>"). Slot names are

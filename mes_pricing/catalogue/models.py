@@ -4,6 +4,8 @@ materials line may land before its material; a quote reads whatever is complete.
 
 from django.db import models
 
+from cdc.consuming.inbox import AbstractInboxEntry
+
 
 class CostMaterial(models.Model):
     id = models.BigIntegerField(primary_key=True)
@@ -44,3 +46,11 @@ class CostProductOption(models.Model):
 
     class Meta:
         db_table = "pricing_product_option"
+
+
+class PricingCatalogueInboxEntry(AbstractInboxEntry):
+    """Catalogue events the `pricing-catalogue` consumer group has applied (cdc.consuming.inbox):
+    in the pricing database, claimed in the transaction that writes the projection."""
+
+    class Meta(AbstractInboxEntry.Meta):
+        db_table = "pricing_catalogue_inbox"
