@@ -7,7 +7,12 @@ from config.settings.env import env
 
 # Modules that define consumer groups (each registers its groups when imported); by default the
 # SERVICE's own, since a module imports its app's models, which only that SERVICE loads.
-SERVICE_CONSUMER_MODULES = {"legacy": ["legacy.crm.consumers"], "crm": ["crm_app.consumers"]}
+SERVICE_CONSUMER_MODULES = {
+    "legacy": ["legacy.crm.consumers"],
+    "crm": ["crm_app.consumers"],
+    # shop-production-status (issue 9: order status from mes_production's events).
+    "shop": ["shop_app.consumers"],
+}
 CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=SERVICE_CONSUMER_MODULES.get(SERVICE, []))
 # "rabbitmq" or "kafka": the broker `manage.py consume` reads from.
 CONSUMER_TRANSPORT = env.str("CONSUMER_TRANSPORT", default="rabbitmq")

@@ -28,6 +28,16 @@ MES_API_KEY_FAILURE_WINDOW_SECONDS = env.int("MES_API_KEY_FAILURE_WINDOW_SECONDS
 # address is the right-most hop that is not one of them. Anyone else's X-Forwarded-For is ignored.
 LEGACY_TRUSTED_PROXIES = env.list("LEGACY_TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 
+# Who runs production (issue 9, the MES split). "legacy": the CRM sends confirmed orders to the
+# legacy MES over Celery and the MES reports each stage back (today). "service": mes_production runs
+# production from shop.order.confirmed events and publishes production.* events, which the consumer
+# group of the side that owns the orders applies (legacy-production-status or
+# shop-production-status, docs/data-migration.md); the CRM sends nothing to the legacy MES, its
+# poller is not scheduled and its MES tasks only log what is still delivered to them.
+MES_PRODUCTION = env.str("MES_PRODUCTION", default="legacy")
+if MES_PRODUCTION not in ("legacy", "service"):
+    raise ValueError(f"MES_PRODUCTION is {MES_PRODUCTION!r}; it must be 'legacy' or 'service'")
+
 CELERY_BEAT_SCHEDULE = (
     {
         "crm-poll-confirmed-orders": {
@@ -35,7 +45,7 @@ CELERY_BEAT_SCHEDULE = (
             "schedule": CRM_POLL_INTERVAL_SECONDS,
         }
     }
-    if ORCHESTRATION_MODE == "polling"
+    if ORCHESTRATION_MODE == "polling" and MES_PRODUCTION == "legacy"
     else {}
 )
 # How each service runs (ops.process_group starts them).
