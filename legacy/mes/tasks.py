@@ -18,7 +18,8 @@ logger = structlog.get_logger(__name__)
 def _retired(task: str, **ids: int) -> bool:
     if settings.MES_PRODUCTION != "service":
         return False
-    logger.info("mes.task_ignored", task=task, why="MES_PRODUCTION=service", **ids)
+    # A warning: a message reaching the retired MES is something the operator should see.
+    logger.warning("mes.task_ignored", task=task, why="MES_PRODUCTION=service", **ids)
     return True
 
 
