@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+import legacy.crm.consumers  # noqa: F401 (registers the groups this test process declares queues for)
 from config.celery import app as celery_app
 from harness.consumer_topology import group_topology_declare
 from harness.waiting import wait_until
