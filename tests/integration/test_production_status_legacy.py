@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -25,10 +27,12 @@ from legacy.crm.models import CrmInboxEntry
 from legacy.mes.models import ProductionOrder
 from legacy.mes.tasks import start_production
 from legacy.shop.models import Order, OrderStatus
-from ops.process_group import ProcessGroup
+from legacy.shop.services import OrderLineRequest
+from legacy.shop.services import order_place as legacy_order_place
+from ops.process_group import PROJECT_ROOT, ProcessGroup, manage_command
 from tests.conftest import start_legacy_stack
 from tests.consumer_fixtures import PARTITIONS
-from tests.event_transport import amqp_publish, legacy_order_events
+from tests.event_transport import amqp_publish, amqp_queue_depths, legacy_order_events
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
 from tests.integration.production_events import (
     PlacedOrder,
@@ -207,3 +211,48 @@ def test_kill_9_of_the_status_consumer_mid_stream_finishes_every_order_once(  # 
     assert all(history == FULL_HISTORY for history in histories(orders).values()), histories(orders)
     assert second.metric("consumer_events_consumed_total", outcome="dead_lettered") == 0
     assert ProductionOrder.objects.count() == 0
+
+
+def test_beat_schedules_no_poll_in_service_mode() -> None:
+    schedule = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "import json; print(json.dumps(settings.CELERY_BEAT_SCHEDULE))",
+        ],
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "ORCHESTRATION_MODE": "polling",
+            "MES_PRODUCTION": "service",
+            "PATH": "",
+        },
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(schedule.stdout) == {}
+
+
+def test_declared_queues_keep_the_events_of_a_group_not_started_yet(consumer_env, consumer_vhost) -> None:  # type: ignore[no-untyped-def]
+    declared = subprocess.run(
+        manage_command("consume", GROUP, "--declare-only"),
+        env={**consumer_env, **SERVICE_MODE},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert declared.returncode == 0, declared.stderr
+    queues = [f"{GROUP}.p{n}" for n in range(PARTITIONS)]
+    assert declared.stdout.split() == ["declared", *queues]
+    PricingRuleFactory()
+    placed = legacy_order_place(
+        customer=CustomerFactory(),
+        lines=[OrderLineRequest(sku=ProductFactory().sku, quantity=1)],
+        at=datetime.now(UTC),
+    )
+    order = PlacedOrder(id=placed.id, public_id=str(placed.public_id))
+    amqp_publish(consumer_vhost, production_events(order, production_order_id=9, start=datetime.now(UTC)))
+    assert sum(amqp_queue_depths(consumer_vhost, queues).values()) == 6
