@@ -7,7 +7,11 @@ from config.settings.env import env
 
 # Modules that define consumer groups (each registers its groups when imported); by default the
 # SERVICE's own, since a module imports its app's models, which only that SERVICE loads.
-SERVICE_CONSUMER_MODULES = {"legacy": ["legacy.crm.consumers"], "crm": ["crm_app.consumers"]}
+SERVICE_CONSUMER_MODULES = {
+    "legacy": ["legacy.crm.consumers"],
+    "crm": ["crm_app.consumers"],
+    "mes_production": ["mes_production.consumers"],
+}
 CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=SERVICE_CONSUMER_MODULES.get(SERVICE, []))
 # "rabbitmq" or "kafka": the broker `manage.py consume` reads from.
 CONSUMER_TRANSPORT = env.str("CONSUMER_TRANSPORT", default="rabbitmq")
