@@ -53,6 +53,7 @@ SERVICE_PROCESSES = {
     "legacy": "legacy.processes:legacy_process_commands",
     "shop": "shop_app.processes:shop_process_commands",
     "crm": "crm_app.processes:crm_process_commands",
+    "mes_production": "mes_production.processes:mes_production_process_commands",
 }
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
@@ -78,3 +79,9 @@ SERVICE_API_TOKEN = env.str(
 # its staff client the shop is unavailable (503) instead of hanging.
 SHOP_INTERNAL_URL = env.str("SHOP_INTERNAL_URL", default="http://127.0.0.1:8001")
 SHOP_INTERNAL_TIMEOUT = env.float("SHOP_INTERNAL_TIMEOUT", default=2.0)
+
+# The production service's stage runner (`SERVICE=mes_production manage.py production_stages`):
+# it moves an order on MES_STAGE_SECONDS after its last stage began, sleeping until the next order
+# is due but never longer than this (an order started meanwhile is due one stage time later).
+PRODUCTION_STAGES_POLL_SECONDS = env.float("PRODUCTION_STAGES_POLL_SECONDS", default=0.2)
+PRODUCTION_STAGES_BATCH_SIZE = env.int("PRODUCTION_STAGES_BATCH_SIZE", default=200)
