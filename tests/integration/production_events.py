@@ -50,7 +50,7 @@ def production_events(
     """The events of one production order run to its end, in the order they are published:
     started (queued), a stage_changed per stage to done, completed. Ids are stable per production
     order and event, as an outbox row's id is."""
-    subject = f"production_order:{production_order_id}"
+    subject = f"order:{order.id}"  # mes_production's subject: the shop order
     lines = [
         {"sku": line.product.sku, "quantity": line.quantity, "options": list(line.options)}
         for line in Order.objects.get(id=order.id).lines.select_related("product")
@@ -92,7 +92,7 @@ def stale_stage_event(order: PlacedOrder, *, production_order_id: int, stage: st
     previous = STAGES[STAGES.index(stage) - 1]
     event = cloud_event(
         "production.order.stage_changed.v1",
-        f"production_order:{production_order_id}",
+        f"order:{order.id}",
         {
             "production_order_id": production_order_id,
             "order_id": order.id,
