@@ -6,6 +6,7 @@ import signal
 import threading
 from types import FrameType
 
+import kombu
 import structlog
 from django.conf import settings
 from prometheus_client import start_http_server
@@ -13,7 +14,7 @@ from prometheus_client import start_http_server
 from cdc.consuming.groups import ConsumerGroup, consumer_groups
 from cdc.consuming.kafka import KafkaConsumer
 from cdc.consuming.processing import EventProcessor, RetryPolicy
-from cdc.consuming.rabbitmq import RabbitMQConsumer
+from cdc.consuming.rabbitmq import RabbitMQConsumer, Topology, topology_declare
 
 logger = structlog.get_logger(__name__)
 TRANSPORTS = ("rabbitmq", "kafka")
@@ -100,3 +101,16 @@ def consumer_run(
             rebalance_seconds=settings.CONSUMER_REBALANCE_SECONDS,
             heartbeat_seconds=settings.CONSUMER_HEARTBEAT_SECONDS,
         ).run(stop, on_ready)
+
+
+def consumer_queues_declare(*, name: str) -> Topology:
+    """Declares group `name`'s RabbitMQ exchanges and queues and returns: from then on they keep
+    every event the group subscribes to until its consumers start (a group that must not run yet,
+    but must miss nothing once it does). Kafka needs no such step: a new group reads the topic
+    from its earliest retained offset."""
+    group = consumer_group_get(name)
+    topology = Topology(group=name, exchange=settings.CDC_EXCHANGE, partitions=settings.CONSUMER_PARTITIONS)
+    with kombu.Connection(settings.CDC_AMQP_URL, connect_timeout=10) as connection:
+        topology_declare(connection.channel(), topology, group.bindings())
+    logger.info("consumer.queues_declared", group=name, queues=topology.partition_queues)
+    return topology

@@ -12,6 +12,9 @@ SERVICE_CONSUMER_MODULES = {
     "crm": ["crm_app.consumers"],
     # The catalogue cost projection (`manage.py consume pricing-catalogue`).
     "mes_pricing": ["mes_pricing.catalogue.consumers"],
+    # shop-production-status (order status from mes_production's events).
+    "shop": ["shop_app.consumers"],
+    "mes_production": ["mes_production.consumers"],
 }
 CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=SERVICE_CONSUMER_MODULES.get(SERVICE, []))
 # "rabbitmq" or "kafka": the broker `manage.py consume` reads from.

@@ -28,6 +28,16 @@ MES_API_KEY_FAILURE_WINDOW_SECONDS = env.int("MES_API_KEY_FAILURE_WINDOW_SECONDS
 # address is the right-most hop that is not one of them. Anyone else's X-Forwarded-For is ignored.
 LEGACY_TRUSTED_PROXIES = env.list("LEGACY_TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 
+# Who runs production (issue 9, the MES split). "legacy": the CRM sends confirmed orders to the
+# legacy MES over Celery and the MES reports each stage back (today). "service": mes_production runs
+# production from shop.order.confirmed events and publishes production.* events, which the consumer
+# group of the side that owns the orders applies (legacy-production-status or
+# shop-production-status, docs/data-migration.md); the CRM sends nothing to the legacy MES, its
+# poller is not scheduled and its MES tasks only log what is still delivered to them.
+MES_PRODUCTION = env.str("MES_PRODUCTION", default="legacy")
+if MES_PRODUCTION not in ("legacy", "service"):
+    raise ValueError(f"MES_PRODUCTION is {MES_PRODUCTION!r}; it must be 'legacy' or 'service'")
+
 CELERY_BEAT_SCHEDULE = (
     {
         "crm-poll-confirmed-orders": {
@@ -35,7 +45,7 @@ CELERY_BEAT_SCHEDULE = (
             "schedule": CRM_POLL_INTERVAL_SECONDS,
         }
     }
-    if ORCHESTRATION_MODE == "polling"
+    if ORCHESTRATION_MODE == "polling" and MES_PRODUCTION == "legacy"
     else {}
 )
 # How each service runs (ops.process_group starts them).
@@ -43,6 +53,7 @@ SERVICE_PROCESSES = {
     "legacy": "legacy.processes:legacy_process_commands",
     "shop": "shop_app.processes:shop_process_commands",
     "crm": "crm_app.processes:crm_process_commands",
+    "mes_production": "mes_production.processes:mes_production_process_commands",
 }
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
@@ -68,3 +79,9 @@ SERVICE_API_TOKEN = env.str(
 # its staff client the shop is unavailable (503) instead of hanging.
 SHOP_INTERNAL_URL = env.str("SHOP_INTERNAL_URL", default="http://127.0.0.1:8001")
 SHOP_INTERNAL_TIMEOUT = env.float("SHOP_INTERNAL_TIMEOUT", default=2.0)
+
+# The production service's stage runner (`SERVICE=mes_production manage.py production_stages`):
+# it moves an order on MES_STAGE_SECONDS after its last stage began, sleeping until the next order
+# is due but never longer than this (an order started meanwhile is due one stage time later).
+PRODUCTION_STAGES_POLL_SECONDS = env.float("PRODUCTION_STAGES_POLL_SECONDS", default=0.2)
+PRODUCTION_STAGES_BATCH_SIZE = env.int("PRODUCTION_STAGES_BATCH_SIZE", default=200)

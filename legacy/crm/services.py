@@ -53,8 +53,9 @@ def note_add(*, customer: Customer, order: Order | None, author: str, text: str)
 
 @transaction.atomic
 def production_status_apply(*, order_id: int, stage: str, at: datetime) -> Order | None:
-    """Applies a MES status reply to the order; replies that are old or repeated change nothing,
-    and a reply naming an unknown order or stage is logged and changes nothing."""
+    """Applies a MES status reply (or a production.* event) to the order; replies that are old or
+    repeated change nothing, and a reply naming an unknown order or stage, or a cancelled order,
+    is logged and changes nothing."""
     stages = [s.value for s in ProductionStatus]
     if stage not in stages:
         logger.warning("production.unknown_stage", order_id=order_id, stage=stage)
@@ -63,6 +64,11 @@ def production_status_apply(*, order_id: int, stage: str, at: datetime) -> Order
     if order is None:
         logger.warning("production.status_for_unknown_order", order_id=order_id, stage=stage)
         return None
+    if order.status == OrderStatus.CANCELLED:
+        # Only with MES_PRODUCTION=service: staff may cancel a confirmed order before its first
+        # production event arrives (the legacy MES refused that once the order was sent to it).
+        logger.warning("production.status_for_cancelled_order", order_id=order_id, stage=stage)
+        return order
     if order.production_stage and stages.index(stage) <= stages.index(order.production_stage):
         return order
     order.production_stage = stage

@@ -1,11 +1,26 @@
-"""MES worker tasks: take production requests from the CRM, advance stages, report back."""
+"""MES worker tasks: take production requests from the CRM, advance stages, report back.
 
+With MES_PRODUCTION=service production runs in mes_production: a request or an advance still
+delivered to these tasks (queued before the switch) is logged and changes nothing.
+"""
+
+import structlog
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from legacy.mes.services import production_advance, production_order_create
+
+logger = structlog.get_logger(__name__)
+
+
+def _retired(task: str, **ids: int) -> bool:
+    if settings.MES_PRODUCTION != "service":
+        return False
+    # A warning: a message reaching the retired MES is something the operator should see.
+    logger.warning("mes.task_ignored", task=task, why="MES_PRODUCTION=service", **ids)
+    return True
 
 
 def _report(order_id: int, stage: str, at: str) -> None:
@@ -26,6 +41,8 @@ def _schedule_advance(production_order_id: int) -> None:
 
 @shared_task(name="legacy.mes.tasks.start_production", ignore_result=True)
 def start_production(order_id: int, order_public_id: str, lines: list[dict]) -> None:
+    if _retired("start_production", order_id=order_id):
+        return
     now = timezone.now()
     production, created = production_order_create(
         order_id=order_id, order_public_id=order_public_id, lines=lines, at=now
@@ -37,6 +54,8 @@ def start_production(order_id: int, order_public_id: str, lines: list[dict]) -> 
 
 @shared_task(name="legacy.mes.tasks.advance_production", ignore_result=True)
 def advance_production(production_order_id: int) -> None:
+    if _retired("advance_production", production_order_id=production_order_id):
+        return
     now = timezone.now()
     production = production_advance(production_order_id=production_order_id, at=now)
     if production is None:

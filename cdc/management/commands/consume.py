@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cdc.consuming.groups import consumer_groups
-from cdc.consuming.runner import TRANSPORTS, ConsumerSetupError, consumer_run
+from cdc.consuming.runner import TRANSPORTS, ConsumerSetupError, consumer_queues_declare, consumer_run
 
 
 class Command(BaseCommand):
@@ -33,6 +33,12 @@ class Command(BaseCommand):
             help="serve Prometheus metrics on this port (default: METRICS_PORT; 0 = off)",
         )
         parser.add_argument("--list", action="store_true", help="list the consumer groups and exit")
+        parser.add_argument(
+            "--declare-only",
+            action="store_true",
+            help="RabbitMQ: declare the group's queues and exit, consuming nothing; they keep every "
+            "event for the group from now on, for when it starts",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
@@ -44,6 +50,10 @@ class Command(BaseCommand):
                 "Name the consumer group to run: `manage.py consume <group>` (--list shows them)."
             )
         try:
+            if options["declare_only"]:
+                topology = consumer_queues_declare(name=options["group"])
+                self.stdout.write(f"declared {' '.join(topology.partition_queues)}")
+                return
             consumer_run(
                 name=options["group"], transport=options["transport"], metrics_port=options["metrics_port"]
             )

@@ -47,3 +47,19 @@ def test_the_command_dry_run_counts_and_sends_nothing(settings) -> None:  # type
 
     assert out.getvalue().strip() == "3 confirmed orders wait to be sent to the MES"
     assert confirmed_orders_waiting() == 3
+
+
+def test_sweep_and_poll_send_nothing_when_production_runs_in_the_service(settings: Any) -> None:
+    from django.core.management.base import CommandError
+
+    from legacy.crm.tasks import poll_confirmed_orders
+
+    settings.MES_PRODUCTION = "service"
+    settings.ORCHESTRATION_MODE = "polling"
+    ids = confirmed_orders(3)
+
+    with pytest.raises(CommandError, match="MES_PRODUCTION=service"):
+        call_command("send_confirmed_to_mes", stdout=StringIO())
+    assert poll_confirmed_orders() == 0
+    assert confirmed_orders_waiting() == len(ids)
+    assert not Order.objects.filter(id__in=ids, sent_to_mes_at__isnull=False).exists()

@@ -135,3 +135,14 @@ def test_note_needs_text(order: Order) -> None:
     note = note_add(customer=order.customer, order=order, author="alice", text="  call back  ")
     assert note.text == "call back"
     assert Note.objects.count() == 1
+
+
+def test_production_status_of_a_cancelled_order_changes_nothing(order: Order) -> None:
+    # MES_PRODUCTION=service: staff may cancel a confirmed order before its first production event.
+    set_status(order, OrderStatus.CANCELLED)
+    production_status_apply(order_id=order.id, stage="queued", at=AT)
+    production_status_apply(order_id=order.id, stage="done", at=AT)
+
+    order.refresh_from_db()
+    assert (order.status, order.production_stage) == (OrderStatus.CANCELLED, "")
+    assert history(order) == ["placed"]

@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from legacy.crm.orchestrator import confirmed_orders_dispatch_all, confirmed_orders_waiting
@@ -22,6 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="count the waiting orders, send nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.MES_PRODUCTION == "service":
+            raise CommandError(
+                "MES_PRODUCTION=service: mes_production takes confirmed orders from shop.order.confirmed "
+                "events and the legacy MES takes none; there is nothing to send."
+            )
         if options["dry_run"]:
             self.stdout.write(f"{confirmed_orders_waiting()} confirmed orders wait to be sent to the MES")
             return
