@@ -102,6 +102,8 @@ class Route(models.Model):
     methods = models.JSONField(default=list, help_text="Upper-case HTTP methods; empty means all.")
     exposure = models.CharField(max_length=16, choices=Exposure.choices, default=Exposure.PUBLIC)
     position = models.PositiveIntegerField(default=0)
+    # From this moment on the proxy answers the route 410 Gone (a retired, deprecated API).
+    sunset = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "strangler_route"

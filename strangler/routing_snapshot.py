@@ -26,6 +26,7 @@ class RouteSnapshot:
     methods: tuple[str, ...]  # upper case; empty means every method
     exposure: Exposure
     position: int
+    sunset: float | None = None  # epoch seconds; after it the route answers 410 Gone
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def _slice_snapshot(s: Slice) -> SliceSnapshot:
                 methods=tuple(r.methods),
                 exposure=Exposure(r.exposure),
                 position=r.position,
+                sunset=r.sunset.timestamp() if r.sunset else None,
             )
             for r in s.routes.all()
         ),

@@ -86,6 +86,7 @@ class RouteRuntime:
     methods: frozenset[str]
     prefix: str = ""
     pattern: re.Pattern[str] | None = None
+    sunset: float | None = None  # epoch seconds
 
 
 @dataclass
@@ -130,7 +131,9 @@ class RoutingTable:
             )
             self.slices[slice_.name] = slice_
             for r in sorted(raw.routes, key=lambda r: r.position):
-                route = RouteRuntime(r.name, slice_, r.exposure, frozenset(r.methods), r.prefix)
+                route = RouteRuntime(
+                    r.name, slice_, r.exposure, frozenset(r.methods), r.prefix, sunset=r.sunset
+                )
                 if r.pattern:
                     route.pattern = re.compile(r.pattern)
                     self.patterns.append(route)

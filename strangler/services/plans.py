@@ -68,6 +68,7 @@ def plan_apply(*, plan: Plan, who: str, why: str = "", dry_run: bool = False) ->
                     pattern=r.pattern,
                     methods=r.methods,
                     exposure=r.exposure,
+                    sunset=r.sunset,
                     position=i,
                 )
                 for i, r in enumerate(spec.routes)
