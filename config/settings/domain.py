@@ -68,3 +68,16 @@ SERVICE_API_TOKEN = env.str(
 # its staff client the shop is unavailable (503) instead of hanging.
 SHOP_INTERNAL_URL = env.str("SHOP_INTERNAL_URL", default="http://127.0.0.1:8001")
 SHOP_INTERNAL_TIMEOUT = env.float("SHOP_INTERNAL_TIMEOUT", default=2.0)
+
+# The deprecated external read of production orders (/mes/api/production-orders/, served by
+# mes_pricing from its projection): announced as deprecated since DEPRECATED_AT, answered until
+# SUNSET (after it the proxy answers 410 Gone: legacy/migration_plan.yaml reads the same variable),
+# its notice at DEPRECATION_LINK. Dates: ISO 8601 with an offset, or an HTTP-date.
+MES_PRODUCTION_ORDERS_DEPRECATED_AT = env.str(
+    "MES_PRODUCTION_ORDERS_DEPRECATED_AT", default="2026-12-01T00:00:00Z"
+)
+MES_PRODUCTION_ORDERS_SUNSET = env.str("MES_PRODUCTION_ORDERS_SUNSET", default="2027-06-01T00:00:00Z")
+MES_PRODUCTION_ORDERS_DEPRECATION_LINK = env.str(
+    "MES_PRODUCTION_ORDERS_DEPRECATION_LINK",
+    default="https://docs.example.com/mes/production-orders-deprecation",
+)
