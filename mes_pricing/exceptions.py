@@ -52,3 +52,16 @@ class UnknownOption(PricingRefused):
             f"Product {sku} has no option {', '.join(unknown)}.",
             details={"unknown": unknown, "available": available},
         )
+
+
+class CostDataIncomplete(PricingRefused):
+    """The catalogue projection lacks a row the price needs (a bill-of-materials line or an option
+    names a material whose event has not arrived): no price rather than a wrong one."""
+
+    code = "pricing_unavailable"
+
+    def __init__(self, *, sku: str, material_ids: list[int]) -> None:
+        super().__init__(
+            f"The cost data of product {sku} is incomplete; try again shortly.",
+            details={"missing_materials": material_ids},
+        )
