@@ -43,6 +43,7 @@ SERVICE_PROCESSES = {
     "legacy": "legacy.processes:legacy_process_commands",
     "shop": "shop_app.processes:shop_process_commands",
     "crm": "crm_app.processes:crm_process_commands",
+    "mes_pricing": "mes_pricing.processes:pricing_process_commands",
 }
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
