@@ -229,8 +229,9 @@ def nginx_config_render(
                     }
                 }
             )
+            # `return` answers with default_type ("add_header Content-Type" would add a second one).
+            emit("        default_type application/json;")
             emit(f"        if ($strangler_gone_{index}) {{")
-            emit("            add_header Content-Type application/json always;")
             emit(f'            add_header Sunset "{sunset}" always;')
             emit(f"            return 410 '{body}';")
             emit("        }")

@@ -53,6 +53,7 @@ def test_a_route_past_its_sunset_is_exported_as_410_and_one_before_it_is_proxied
         now=datetime(2027, 6, 1, tzinfo=UTC).timestamp(),
     )
     old = location(after, "/old/")
+    assert "default_type application/json;" in old
     assert 'add_header Sunset "Tue, 01 Jun 2027 00:00:00 GMT" always;' in old
     body = re.search(r"return 410 '(.*)';", old)
     assert body is not None

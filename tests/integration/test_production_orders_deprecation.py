@@ -15,15 +15,20 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from django.conf import settings
+from django.core.management import call_command
 
 import mes_pricing.production_orders.consumers  # noqa: F401 (registers the group this process declares queues for)
 from cdc.event_schemas import events_validated
 from harness.consumer_topology import group_topology_declare
+from harness.proxy_plan import plan_slice, plan_text
+from harness.system_tools import tool_ensure
 from harness.waiting import wait_http_ok, wait_until
 from legacy.mes.models import ProductionOrder, ProductionStage
 from mes_pricing.models import ApiKey as PricingApiKey
@@ -32,7 +37,7 @@ from mes_pricing.production_orders.models import ProjectedProductionOrder, Proje
 from ops.process_group import ManagedProcess, ProcessGroup, free_port, service_process_commands
 from strangler import services
 from strangler.models import Phase
-from strangler.plan import plan_load_file
+from strangler.plan import plan_load_file, plan_parse
 from tests.consumer_fixtures import LOG_DIR, PARTITIONS
 from tests.event_transport import amqp_publish, cloud_event
 from tests.factories import api_key
@@ -318,3 +323,50 @@ def test_the_production_service_is_refused_to_outside_callers(world: World) -> N
         timeout=5,
     )
     assert inside.status_code == 200 and inside.headers["x-backend-name"] == "production"
+
+
+def test_nginx_exported_past_the_sunset_answers_410_like_the_proxy(world: World, tmp_path: Path) -> None:
+    # The shipped plan has a regex route nginx cannot export (catalogue-page); this one has the
+    # deprecated route as the shipped plan declares it.
+    route = {
+        "name": "production-orders",
+        "prefix": "/mes/api/production-orders/",
+        "sunset": "2026-01-01T00:00:00Z",
+    }
+    text = plan_text(
+        backends={"legacy": world.legacy_url, "mes_pricing": world.pricing_url},
+        slices={DEPRECATED_SLICE: plan_slice(service="mes_pricing", routes=[route])},
+    )
+    services.plan_apply(plan=plan_parse(text), who="test")
+    port = free_port()
+    config = tmp_path / "nginx.conf"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp_path / "tmp" / sub).mkdir(parents=True)
+    call_command(
+        "strangler",
+        "export-nginx",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--output",
+        str(config),
+        stdout=StringIO(),
+    )
+    binary = tool_ensure("nginx", package="nginx")
+    with ProcessGroup() as group:
+        nginx = group.start(
+            ManagedProcess(
+                "nginx",
+                [binary, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"],
+                {},
+                LOG_DIR / f"deprecation-nginx-{port}.log",
+            )
+        )
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", seconds=15, process=nginx.popen)
+        gone = _get(f"http://127.0.0.1:{port}/mes/api/production-orders/?order_id=1")
+        assert gone.status_code == 410
+        assert gone.headers["content-type"] == "application/json"
+        assert gone.headers["Sunset"] == "Thu, 01 Jan 2026 00:00:00 GMT"
+        assert gone.json()["error"]["code"] == "gone"
+        assert gone.json()["error"]["details"] == {"sunset": "Thu, 01 Jan 2026 00:00:00 GMT"}
+        # The rest of the plan is still proxied.
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["service"] == "legacy"
