@@ -24,6 +24,7 @@ from mes_pricing.production_orders.selectors import (
 )
 from ops.deprecation import Deprecation, moment_parse
 from ops.errors import DomainError
+from ops.openapi import error_response
 
 # Legacy's 404 names its model; the contract keeps the sentence.
 NOT_FOUND_MESSAGE = "No ProductionOrder matches the given query."
@@ -88,6 +89,24 @@ class ProductionOrderSerializer(serializers.ModelSerializer):
         ]
 
 
+DEPRECATION_HEADERS = [
+    OpenApiParameter(
+        "Deprecation",
+        str,
+        OpenApiParameter.HEADER,
+        response=True,
+        description="RFC 9745: deprecated since this moment (@ and Unix seconds)",
+    ),
+    OpenApiParameter(
+        "Sunset", str, OpenApiParameter.HEADER, response=True, description="RFC 8594: answered until then"
+    ),
+    OpenApiParameter(
+        "Link", str, OpenApiParameter.HEADER, response=True, description='the notice, rel="deprecation"'
+    ),
+]
+GONE = error_response("Past the sunset of this deprecated API (gone).")
+
+
 @extend_schema_view(
     get=extend_schema(
         deprecated=True,
@@ -96,8 +115,10 @@ class ProductionOrderSerializer(serializers.ModelSerializer):
                 "order_id",
                 {"type": "integer", "minimum": 0},
                 description="only the production order of this shop order",
-            )
+            ),
+            *DEPRECATION_HEADERS,
         ],
+        responses={200: ProductionOrderSerializer(many=True), 410: GONE},
     )
 )
 class ProductionOrderListApi(DeprecatedApi, generics.ListAPIView):
@@ -121,7 +142,9 @@ class ProductionOrderListApi(DeprecatedApi, generics.ListAPIView):
 
 
 class ProductionOrderDetailApi(DeprecatedApi):
-    @extend_schema(deprecated=True, responses=ProductionOrderSerializer)
+    @extend_schema(
+        deprecated=True, parameters=DEPRECATION_HEADERS, responses={200: ProductionOrderSerializer, 410: GONE}
+    )
     def get(self, request: Request, pk: int) -> Response:
         production = production_order_get(production_order_id=pk) if pk <= _MAX_ID else None
         if production is None:

@@ -30,3 +30,13 @@ def test_past_its_sunset_the_service_answers_410_with_the_headers(path: str) -> 
     }
     assert response["Sunset"] == "Thu, 01 Jan 2026 00:00:00 GMT"
     assert response["Deprecation"] == "@1748736000"
+
+
+def test_unreadable_or_inverted_dates_are_reported_by_the_system_check() -> None:
+    from mes_pricing.production_orders.apps import deprecation_settings_check
+
+    assert deprecation_settings_check() == []
+    with override_settings(MES_PRODUCTION_ORDERS_SUNSET="soon"):
+        assert [m.id for m in deprecation_settings_check()] == ["mes_public_production.E001"]
+    with override_settings(MES_PRODUCTION_ORDERS_SUNSET="2020-01-01T00:00:00Z"):
+        assert [m.id for m in deprecation_settings_check()] == ["mes_public_production.E002"]
