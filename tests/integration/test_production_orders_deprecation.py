@@ -276,7 +276,28 @@ def test_the_projection_follows_events_once_whatever_their_order_and_repeats(wor
         ProjectedProductionStage.objects.using("pricing").filter(production_order_id=production.id).count()
         == 5
     )
-    assert consumer.metric("consumer_events_consumed_total", outcome="dead_lettered") == 0
+    assert consumer.metric("consumer_events_dead_lettered_total") == 0
+    # An event off its contract (a stage production does not have) is dead-lettered (after the
+    # consumer's retries), not guessed at.
+    bad = cloud_event(
+        "production.order.stage_changed.v1",
+        f"production_order:{production.id}",
+        {
+            "production_order_id": production.id,
+            "order_id": production.order_id,
+            "stage": "painting",
+            "previous_stage": "assembly",
+            "at": T0.isoformat(),
+        },
+    )
+    amqp_publish(world.broker, [bad])  # type: ignore[attr-defined]
+    wait_until(
+        lambda: consumer.metric("consumer_events_dead_lettered_total") == 1,
+        seconds=30,
+        what="the off-contract event dead-lettered",
+    )
+    stages = ProjectedProductionStage.objects.using("pricing").filter(production_order_id=production.id)
+    assert sorted(stages.values_list("status", flat=True)) == sorted(STAGES)
 
 
 def test_past_its_sunset_the_proxy_answers_410_in_the_json_error_shape(world: World) -> None:
