@@ -10,12 +10,15 @@ from pathlib import Path
 
 import psycopg
 from django.db import connections
+from django.utils import timezone
 
 from config.routers import database_alias
 from harness.table_copy import tables_copy
 from harness.waiting import wait_http_ok
+from legacy.seeding import SeedSize, legacy_data_seed
 from ops.process_group import ManagedProcess, ProcessGroup, free_port, service_process_commands
 from tests.conftest import LOG_DIR
+from tests.factories import api_key
 
 RULE_TABLES = ("mes_pricing_rule", "mes_quantity_discount", "mes_api_key")
 # Projection table and its columns <- the legacy columns giving them, from the legacy table.
@@ -63,6 +66,19 @@ def pricing_data_copy() -> None:
                 with pricing.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as into:
                     for chunk in out:
                         into.write(chunk)
+
+
+# A catalogue with options and the seed's two rules (one active, with discount tiers); no orders.
+SEED = SeedSize(products=12, customers=1, orders=0, days=1, notes_percent=0)
+
+
+def pricing_world_seed(*, key_name: str, key_raw: str) -> str:
+    """Seeds the legacy test database's catalogue and rules, issues a key there, and copies rules,
+    keys and cost data into the pricing test database: the same world on both sides. The key."""
+    legacy_data_seed(size=SEED, now=timezone.now(), random_seed=11, reset=True)
+    key = api_key(name=key_name, raw=key_raw)
+    pricing_data_copy()
+    return key
 
 
 @dataclass

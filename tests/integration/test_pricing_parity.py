@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 from ops.process_group import ProcessGroup
 from tests.conftest import LegacyStack
-from tests.factories import api_key
-from tests.integration.pricing_stack import pricing_data_copy, pricing_web_start, raw_connection
+from tests.integration.pricing_stack import pricing_web_start, pricing_world_seed, raw_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "pricing"])]
 
@@ -40,8 +39,8 @@ def parity_world(
     legacy_stack: LegacyStack, live_env: dict[str, str], django_db_blocker: object
 ) -> Iterator[ParityWorld]:
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        key = api_key(name=f"parity-{secrets.token_hex(4)}", raw=f"parity-{secrets.token_urlsafe(24)}")
-        pricing_data_copy()  # the key moves with the data and must work on both sides
+        # The key is issued by legacy and moves with the data: it must work on both sides.
+        key = pricing_world_seed(key_name="parity", key_raw=f"parity-{secrets.token_urlsafe(24)}")
     with ProcessGroup() as group:
         pricing = pricing_web_start(group, live_env, tag="parity")
         yield ParityWorld(legacy_url=legacy_stack.base_url, pricing_url=pricing.base_url, key=key)
