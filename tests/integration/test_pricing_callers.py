@@ -122,7 +122,7 @@ def test_the_legacy_shop_prices_orders_through_the_pricing_service(
         assert placed.status_code == 201, placed.text
         assert quotes_served(world.pricing_url) - before == 2  # priced over HTTP, one quote per line
         expected = sum(
-            float(
+            Decimal(
                 in_process_total(
                     legacy_url, world.shop_service_key, world.sku, line["quantity"], line.get("options", [])
                 )
