@@ -95,7 +95,9 @@ class ApiKeyRateThrottle(throttling.BaseThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
         if not isinstance(request.user, ApiKey):
             return True  # refused by HasApiKey anyway
-        verdict = rate_limit_hit(subject=f"key:{request.user.pk}", rate=key_rate(request.user))
+        # By the key's hash, not its row id: a key keeps its count wherever its row is copied, and a
+        # re-created database does not inherit another key's count.
+        verdict = rate_limit_hit(subject=f"key:{request.user.key_hash[:32]}", rate=key_rate(request.user))
         self._wait = verdict.wait_seconds
         return verdict.allowed
 

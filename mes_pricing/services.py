@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass
 
 import structlog
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 
 from mes_pricing.exceptions import ApiKeyNameTaken
 from mes_pricing.models import API_KEY_PREFIX_LENGTH, ApiKey, hash_api_key
@@ -26,14 +26,14 @@ def api_key_issue(*, name: str, replace: bool = False) -> IssuedApiKey:
     existing name is refused."""
     raw = secrets.token_urlsafe(32)
     fields = {"prefix": raw[:API_KEY_PREFIX_LENGTH], "key_hash": hash_api_key(raw), "active": True}
-    with transaction.atomic():
-        if replace:
-            ApiKey.objects.update_or_create(name=name, defaults=fields)
-        else:
-            try:
-                with transaction.atomic():
-                    ApiKey.objects.create(name=name, **fields)
-            except IntegrityError as exc:  # the name is unique (key hashes do not collide)
-                raise ApiKeyNameTaken(name=name) from exc
+    database = router.db_for_write(ApiKey)
+    if replace:
+        ApiKey.objects.update_or_create(name=name, defaults=fields)
+    else:
+        try:
+            with transaction.atomic(using=database):
+                ApiKey.objects.create(name=name, **fields)
+        except IntegrityError as exc:  # the name is unique (key hashes do not collide)
+            raise ApiKeyNameTaken(name=name) from exc
     logger.info("pricing.api_key_issued", name=name, prefix=fields["prefix"], replaced=replace)
     return IssuedApiKey(name=name, raw=raw)

@@ -57,6 +57,12 @@ MIGRATION_APP_LABEL_RENAMES = {"shop": "legacy_shop", "crm": "legacy_crm", "mes"
 MES_API_URL = env.str("MES_API_URL", default="http://127.0.0.1:8000")
 MES_API_KEY = env.str("MES_API_KEY", default="")
 MES_API_TIMEOUT = env.float("MES_API_TIMEOUT", default=2.0)
+# The legacy shop's pricing (issue 9, the MES split): empty, it prices in-process as it always has;
+# set (e.g. http://127.0.0.1:8003), it asks the pricing service's POST /mes/api/quotes/ with the
+# key PRICING_API_KEY (`SERVICE=mes_pricing manage.py pricing_api_key --name legacy-shop`), waiting
+# at most MES_API_TIMEOUT; a pricing service that cannot answer gives a 503 pricing_unavailable.
+PRICING_API_URL = env.str("PRICING_API_URL", default="")
+PRICING_API_KEY = env.str("PRICING_API_KEY", default="")
 
 # Service-to-service calls ("Authorization: Service <token>" on the shop's /shop/internal/ API).
 # Without SERVICE_API_TOKEN every process of one checkout derives the same token from SECRET_KEY,
