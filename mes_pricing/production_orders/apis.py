@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,7 +24,6 @@ from mes_pricing.production_orders.selectors import (
 )
 from ops.deprecation import Deprecation, moment_parse
 from ops.errors import DomainError
-from ops.openapi import error_response
 
 # Legacy's 404 names its model; the contract keeps the sentence.
 NOT_FOUND_MESSAGE = "No ProductionOrder matches the given query."
@@ -89,38 +88,9 @@ class ProductionOrderSerializer(serializers.ModelSerializer):
         ]
 
 
-DEPRECATION_HEADERS = [
-    OpenApiParameter(
-        "Deprecation",
-        str,
-        OpenApiParameter.HEADER,
-        response=True,
-        description="RFC 9745: deprecated since this moment (@ and Unix seconds)",
-    ),
-    OpenApiParameter(
-        "Sunset", str, OpenApiParameter.HEADER, response=True, description="RFC 8594: answered until then"
-    ),
-    OpenApiParameter(
-        "Link", str, OpenApiParameter.HEADER, response=True, description='the notice, rel="deprecation"'
-    ),
-]
-GONE = error_response("Past the sunset of this deprecated API (gone).")
-
-
-@extend_schema_view(
-    get=extend_schema(
-        deprecated=True,
-        parameters=[
-            OpenApiParameter(
-                "order_id",
-                {"type": "integer", "minimum": 0},
-                description="only the production order of this shop order",
-            ),
-            *DEPRECATION_HEADERS,
-        ],
-        responses={200: ProductionOrderSerializer(many=True), 410: GONE},
-    )
-)
+# Not in the pricing service's schema (/pricing/api/v1/schema/, the versioned pricing API): this is
+# the monolith's contract, kept only until its sunset; docs/mes-production-orders-deprecation.md.
+@extend_schema_view(get=extend_schema(exclude=True))
 class ProductionOrderListApi(DeprecatedApi, generics.ListAPIView):
     serializer_class = ProductionOrderSerializer
 
@@ -142,9 +112,7 @@ class ProductionOrderListApi(DeprecatedApi, generics.ListAPIView):
 
 
 class ProductionOrderDetailApi(DeprecatedApi):
-    @extend_schema(
-        deprecated=True, parameters=DEPRECATION_HEADERS, responses={200: ProductionOrderSerializer, 410: GONE}
-    )
+    @extend_schema(exclude=True)
     def get(self, request: Request, pk: int) -> Response:
         production = production_order_get(production_order_id=pk) if pk <= _MAX_ID else None
         if production is None:
