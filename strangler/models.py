@@ -106,6 +106,8 @@ class Route(models.Model):
         help_text="Every method only reads: shadowed and canaried like GET, never held as a write.",
     )
     position = models.PositiveIntegerField(default=0)
+    # From this moment on the proxy answers the route 410 Gone (a retired, deprecated API).
+    sunset = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "strangler_route"

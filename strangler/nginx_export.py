@@ -4,14 +4,18 @@ Exported: prefix routes with method routing (including fall-through to shorter p
 backend, decided by the same matcher the proxy uses), internal exposure, the weighted sticky canary
 (nginx's `split_clients` uses the same MurmurHash2 and thresholds as strangler.proxy.cohort, so every
 customer lands on the same side), tester overrides, forwarding headers set by the proxy, the body limit,
-and sampled mirroring of reads for slices with shadow on (nginx mirrors; it does not compare).
+and sampled mirroring of reads for slices with shadow on (nginx mirrors; it does not compare), and
+410 Gone for routes past their sunset at export time (export again when a sunset passes).
 Not exported: read-your-writes pins, the write freeze and automatic rollback, which need the proxy's
 state; regex routes restricted to some methods (nginx cannot fall through from a regex location).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from email.utils import formatdate
 
 from django.conf import settings
 
@@ -60,7 +64,12 @@ def _target(route: RouteRuntime, method: str, table: RoutingTable) -> str:
     return _upstream(slice_.legacy.name)
 
 
-def nginx_config_render(*, snapshot: RoutingSnapshot, listen: str, include_only: bool = False) -> str:
+def nginx_config_render(
+    *, snapshot: RoutingSnapshot, listen: str, include_only: bool = False, now: float | None = None
+) -> str:
+    """`now` (epoch seconds) decides which routes are past their sunset: nginx does not watch the
+    clock, so the configuration is exported again when a sunset passes."""
+    now = time.time() if now is None else now
     table = RoutingTable(snapshot)
     if table.default_backend is None:
         raise ExportError("The routing has no default backend; load a plan first.")
@@ -187,6 +196,7 @@ def nginx_config_render(*, snapshot: RoutingSnapshot, listen: str, include_only:
         refuse = f"$strangler_refuse_{index}"
         targets = {m: _target(r, m, table) for m, r in zip(_METHODS, routes, strict=True)}
         internal = [m for m, r in zip(_METHODS, routes, strict=True) if r.exposure == Exposure.INTERNAL]
+        gone = [m for m, r in zip(_METHODS, routes, strict=True) if r.sunset is not None and r.sunset <= now]
         maps = [f"map $request_method {var} {{"]
         for method, target in targets.items():
             maps.append(f"    {method} {target};")
@@ -198,9 +208,33 @@ def nginx_config_render(*, snapshot: RoutingSnapshot, listen: str, include_only:
             maps.append(f'    "~^({methods}):0$" 1;')
             maps.append("    default 0;")
             maps.append("}")
+        if gone:
+            maps.append(f"map $request_method $strangler_gone_{index} {{")
+            maps.append(f'    "~^({"|".join(gone)})$" 1;')
+            maps.append("    default 0;")
+            maps.append("}")
         server_at = out.index("server {")
         out[server_at:server_at] = maps
         emit(f"    location {location} {{  # {label}")
+        if gone:
+            sunset = formatdate(
+                next(r.sunset for r in routes if r.sunset is not None and r.sunset <= now), usegmt=True
+            )
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "gone",
+                        "message": f"This path was retired on {sunset}.",
+                        "details": {"sunset": sunset},
+                    }
+                }
+            )
+            # `return` answers with default_type ("add_header Content-Type" would add a second one).
+            emit("        default_type application/json;")
+            emit(f"        if ($strangler_gone_{index}) {{")
+            emit(f'            add_header Sunset "{sunset}" always;')
+            emit(f"            return 410 '{body}';")
+            emit("        }")
         if internal:
             emit(f"        if ({refuse}) {{")
             emit("            add_header Content-Type application/json always;")

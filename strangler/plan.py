@@ -2,7 +2,9 @@
 
 A plan declares backends, the default backend for paths no slice owns, and slices with their routes,
 shadow noise rules, gates and rollback bounds. `${NAME}` in a backend URL is read from the environment;
-`${NAME:-default}` falls back to the default when NAME is unset or empty.
+`${NAME:-default}` falls back to the default when NAME is unset or empty. A route may carry a
+`sunset` date (HTTP-date or ISO 8601, `${...}` expanded the same way): after it the proxy answers
+that route 410 Gone itself.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import yaml
 
+from ops.deprecation import moment_parse
 from strangler.models import Exposure
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -51,6 +55,8 @@ class RouteSpec:
     # A route whose every method only reads (a query sent by POST, such as a price quote): the proxy
     # shadows and canaries it like a GET and never holds or pins it as a write.
     read_only: bool = False
+    # After this moment the proxy answers the route 410 Gone itself (RFC 8594's sunset).
+    sunset: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,28 @@ def _check_setting(value: Any, path: str, expected: tuple[type, ...], rule: str,
     return len(checker.problems) == before
 
 
+def _check_sunset(raw: Any, path: str, checker: _Checker) -> tuple[bool, datetime | None]:
+    """`sunset:` of a route, after `${NAME:-default}` expansion; empty means the route has none."""
+    if raw is None:
+        return True, None
+    if not isinstance(raw, str):
+        checker.fail(path, f"must be a date string, not {type(raw).__name__}")
+        return False, None
+    before = len(checker.problems)
+    text = _expand_env(raw, path, checker)
+    if len(checker.problems) != before:
+        return False, None
+    if not text.strip():
+        return True, None
+    try:
+        return True, moment_parse(text)
+    except ValueError as exc:
+        checker.fail(path, str(exc))
+        return False, None
+
+
 def _check_route(raw: Any, path: str, checker: _Checker) -> RouteSpec | None:
-    allowed = {"name", "prefix", "pattern", "methods", "exposure", "read_only"}
+    allowed = {"name", "prefix", "pattern", "methods", "exposure", "read_only", "sunset"}
     if not checker.mapping(raw, path, allowed=allowed, required={"name"}):
         return None
     ok = checker.name(raw.get("name"), f"{path}.name")
@@ -220,9 +246,12 @@ def _check_route(raw: Any, path: str, checker: _Checker) -> RouteSpec | None:
     if not isinstance(read_only, bool):
         checker.fail(f"{path}.read_only", f"{read_only!r} must be true or false")
         ok = False
-    if not ok:
+    sunset_ok, sunset = _check_sunset(raw.get("sunset"), f"{path}.sunset", checker)
+    if not ok or not sunset_ok:
         return None
-    return RouteSpec(raw["name"], prefix, pattern, list(methods), exposure, read_only)
+    return RouteSpec(
+        raw["name"], prefix, pattern, list(methods), exposure, read_only=read_only, sunset=sunset
+    )
 
 
 def _check_slice(

@@ -27,6 +27,7 @@ class RouteSnapshot:
     exposure: Exposure
     position: int
     read_only: bool = False
+    sunset: float | None = None  # epoch seconds; after it the route answers 410 Gone
 
 
 @dataclass(frozen=True)

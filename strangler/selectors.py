@@ -80,6 +80,7 @@ def _slice_snapshot(s: Slice) -> SliceSnapshot:
                 exposure=Exposure(r.exposure),
                 position=r.position,
                 read_only=r.read_only,
+                sunset=r.sunset.timestamp() if r.sunset else None,
             )
             for r in s.routes.all()
         ),

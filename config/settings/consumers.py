@@ -40,3 +40,7 @@ CONSUMER_KAFKA_SESSION_TIMEOUT_MS = env.int("CONSUMER_KAFKA_SESSION_TIMEOUT_MS",
 
 # The concrete outbox model ("app_label.ModelName") `outbox_write` uses when not given one.
 OUTBOX_MODEL = env.str("OUTBOX_MODEL", default="")
+
+# mes_pricing's projection of production orders (the deprecated /mes/api/production-orders/).
+SERVICE_CONSUMER_MODULES.setdefault("mes_pricing", []).append("mes_pricing.production_orders.consumers")
+CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=SERVICE_CONSUMER_MODULES.get(SERVICE, []))

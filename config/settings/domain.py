@@ -54,6 +54,7 @@ SERVICE_PROCESSES = {
     "shop": "shop_app.processes:shop_process_commands",
     "crm": "crm_app.processes:crm_process_commands",
     "mes_production": "mes_production.processes:mes_production_process_commands",
+    "mes_pricing": "mes_pricing.processes:pricing_process_commands",
 }
 
 # Apps renamed since a database may have been migrated (old label -> new): db_setup moves their
@@ -67,6 +68,12 @@ MIGRATION_APP_LABEL_RENAMES = {"shop": "legacy_shop", "crm": "legacy_crm", "mes"
 MES_API_URL = env.str("MES_API_URL", default="http://127.0.0.1:8000")
 MES_API_KEY = env.str("MES_API_KEY", default="")
 MES_API_TIMEOUT = env.float("MES_API_TIMEOUT", default=2.0)
+# The legacy shop's pricing (issue 9, the MES split): empty, it prices in-process as it always has;
+# set (e.g. http://127.0.0.1:8003), it asks the pricing service's POST /mes/api/quotes/ with the
+# key PRICING_API_KEY (`SERVICE=mes_pricing manage.py pricing_api_key --name legacy-shop`), waiting
+# at most MES_API_TIMEOUT; a pricing service that cannot answer gives a 503 pricing_unavailable.
+PRICING_API_URL = env.str("PRICING_API_URL", default="")
+PRICING_API_KEY = env.str("PRICING_API_KEY", default="")
 
 # Service-to-service calls ("Authorization: Service <token>" on the shop's /shop/internal/ API).
 # Without SERVICE_API_TOKEN every process of one checkout derives the same token from SECRET_KEY,
@@ -85,3 +92,15 @@ SHOP_INTERNAL_TIMEOUT = env.float("SHOP_INTERNAL_TIMEOUT", default=2.0)
 # is due but never longer than this (an order started meanwhile is due one stage time later).
 PRODUCTION_STAGES_POLL_SECONDS = env.float("PRODUCTION_STAGES_POLL_SECONDS", default=0.2)
 PRODUCTION_STAGES_BATCH_SIZE = env.int("PRODUCTION_STAGES_BATCH_SIZE", default=200)
+# The deprecated external read of production orders (/mes/api/production-orders/, served by
+# mes_pricing from its projection): announced as deprecated since DEPRECATED_AT, answered until
+# SUNSET (after it the proxy answers 410 Gone: legacy/migration_plan.yaml reads the same variable),
+# its notice at DEPRECATION_LINK. Dates: ISO 8601 with an offset, or an HTTP-date.
+MES_PRODUCTION_ORDERS_DEPRECATED_AT = env.str(
+    "MES_PRODUCTION_ORDERS_DEPRECATED_AT", default="2026-12-01T00:00:00Z"
+)
+MES_PRODUCTION_ORDERS_SUNSET = env.str("MES_PRODUCTION_ORDERS_SUNSET", default="2027-06-01T00:00:00Z")
+MES_PRODUCTION_ORDERS_DEPRECATION_LINK = env.str(
+    "MES_PRODUCTION_ORDERS_DEPRECATION_LINK",
+    default="https://docs.example.com/mes/production-orders-deprecation",
+)

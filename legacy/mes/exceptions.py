@@ -52,3 +52,25 @@ class UnknownOption(PricingRefused):
             f"Product {sku} has no option {', '.join(unknown)}.",
             details={"unknown": unknown, "available": available},
         )
+
+
+class RemotePricingRefused(PricingRefused):
+    """The pricing service refused a quote (422): its code, message and details, as it sent them
+    (they are the same as this module's refusals, the service being the extracted copy of them)."""
+
+    def __init__(self, *, code: str, message: str, details: dict | None) -> None:
+        super().__init__(message, details=details)
+        self.code = code
+
+
+class PricingServiceUnavailable(Exception):
+    """The pricing service (PRICING_API_URL) did not answer in time, could not be reached, or failed:
+    no price, so no order. The shop's edge answers 503 (code pricing_unavailable), Retry-After."""
+
+    code = "pricing_unavailable"
+
+    def __init__(self, reason: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
+        self.message = "Prices cannot be calculated right now; nothing was stored. Please try again shortly."

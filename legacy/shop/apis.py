@@ -8,10 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from legacy.mes.exceptions import PricingServiceUnavailable
 from legacy.shop import selectors
 from legacy.shop.authentication import CustomerTokenAuthentication, IsCustomer
 from legacy.shop.serializers import OrderPlaceSerializer, OrderSerializer, ProductSerializer
 from legacy.shop.services import OrderLineRequest, order_place
+from ops.errors import error_body
 from ops.openapi import error_response
 
 
@@ -54,11 +56,19 @@ class OrderListCreateApi(CustomerApi):
     def post(self, request: Request) -> Response:
         serializer = OrderPlaceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        order = order_place(
-            customer=request.user,
-            lines=[OrderLineRequest(**line) for line in serializer.validated_data["lines"]],
-            at=timezone.now(),
-        )
+        try:
+            order = order_place(
+                customer=request.user,
+                lines=[OrderLineRequest(**line) for line in serializer.validated_data["lines"]],
+                at=timezone.now(),
+            )
+        except PricingServiceUnavailable as exc:
+            # Only with PRICING_API_URL set: the pricing service could not price the order just now.
+            return Response(
+                error_body(exc.code, exc.message),
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(exc.retry_after_seconds)},
+            )
         order = selectors.order_get_for(customer=request.user, public_id=str(order.public_id))
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 

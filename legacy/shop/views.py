@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from legacy.mes.exceptions import PricingUnavailable
+from legacy.mes.exceptions import PricingServiceUnavailable, PricingUnavailable
 from legacy.shop import selectors
 from legacy.shop.exceptions import OrderRefused
 from legacy.shop.models import Order
@@ -27,6 +27,7 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 
 def order_form(request: HttpRequest) -> HttpResponse:
     form = OrderForm(request.POST or None, initial={"sku": request.GET.get("sku", "")})
+    status = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         options = [code.strip() for code in data["options"].split(",") if code.strip()]
@@ -39,9 +40,14 @@ def order_form(request: HttpRequest) -> HttpResponse:
             )
         except (OrderRefused, PricingUnavailable) as exc:
             form.add_error(None, exc.message)
+        except PricingServiceUnavailable as exc:  # only with PRICING_API_URL set
+            form.add_error(None, exc.message)
+            status = 503
         else:
             return HttpResponseRedirect(reverse("shop-order-status", args=[order.public_id]))
-    return render(request, "shop/order_form.html", {"form": form}, status=400 if form.errors else 200)
+    if form.errors and status == 200:
+        status = 400
+    return render(request, "shop/order_form.html", {"form": form}, status=status)
 
 
 def order_status(request: HttpRequest, public_id: str) -> HttpResponse:

@@ -16,6 +16,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 
 import structlog
@@ -214,6 +215,9 @@ class ProxyApp:
             )
             return
         now = time.time()
+        if route.sunset is not None and now >= route.sunset:
+            await self._gone(send, request, route.sunset)
+            return
         decision = decide(
             table=table, route=route, request=request, pins=self.pins, now=now, sample=random.random()
         )
@@ -327,6 +331,20 @@ class ProxyApp:
             message=message,
             request_id=request.request_id,
             extra_headers=extra_headers,
+        )
+
+    @staticmethod
+    async def _gone(send: Send, request: ProxyRequest, sunset: float) -> None:
+        """A route past its sunset (RFC 8594): 410 Gone, with the date it was retired."""
+        when = formatdate(sunset, usegmt=True)
+        await error_send(
+            send,
+            status=410,
+            code="gone",
+            message=f"{request.path[:200]} was retired on {when}.",
+            request_id=request.request_id,
+            details={"sunset": when},
+            extra_headers=[(b"sunset", when.encode())],
         )
 
     async def _too_large(self, send: Send, request: ProxyRequest, size: int) -> None:

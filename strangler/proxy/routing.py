@@ -86,6 +86,7 @@ class RouteRuntime:
     methods: frozenset[str]
     prefix: str = ""
     pattern: re.Pattern[str] | None = None
+    sunset: float | None = None  # epoch seconds
     read_only: bool = False  # every method only reads (see strangler.plan.RouteSpec.read_only)
 
     def reads(self, method: str) -> bool:
@@ -135,7 +136,13 @@ class RoutingTable:
             self.slices[slice_.name] = slice_
             for r in sorted(raw.routes, key=lambda r: r.position):
                 route = RouteRuntime(
-                    r.name, slice_, r.exposure, frozenset(r.methods), r.prefix, read_only=r.read_only
+                    r.name,
+                    slice_,
+                    r.exposure,
+                    frozenset(r.methods),
+                    r.prefix,
+                    read_only=r.read_only,
+                    sunset=r.sunset,
                 )
                 if r.pattern:
                     route.pattern = re.compile(r.pattern)

@@ -69,6 +69,7 @@ def plan_apply(*, plan: Plan, who: str, why: str = "", dry_run: bool = False) ->
                     methods=r.methods,
                     exposure=r.exposure,
                     read_only=r.read_only,
+                    sunset=r.sunset,
                     position=i,
                 )
                 for i, r in enumerate(spec.routes)

@@ -180,10 +180,15 @@ def test_the_monolith_plan_configured_for_load_plan_is_valid_and_exposes_what_is
         "crm-orders",
         "pricing",
         "production",
+        "production-orders-deprecated",
     ]
-    # External MES users read production orders through the proxy today (README): nothing the
-    # monolith serves in the open may be closed by the plan before the MES split closes it.
-    assert {r.name: r.exposure for s in plan.slices for r in s.routes}["production-orders"] == "public"
+    # External MES users read production orders through the proxy today (README): the route stays
+    # public until its sunset, served by the public side; the production service's own are internal.
+    routes = {r.name: r for s in plan.slices for r in s.routes}
+    assert routes["production-orders"].exposure == "public"
+    assert routes["production-orders"].sunset is not None
+    assert routes["production-internal"].exposure == "internal"
+    assert {s.name: s.service for s in plan.slices}["production-orders-deprecated"] == "mes_pricing"
     assert plan.default_exposure == "public"
     assert {b.name: b.urls for b in plan.backends}["shop"] == ["http://127.0.0.1:9001"]
     # With nothing set (a newcomer's first load-plan), each backend has its documented local default.
@@ -234,3 +239,61 @@ def test_entering_shadow_starts_a_new_comparison_window() -> None:
     services.slice_report_sync(name="catalogue", lag_seconds=0.1, verified_at=timezone.now())
     services.slice_promote(name="catalogue", who="op")  # syncing -> shadow
     assert not ShadowRouteStats.objects.using("control").filter(slice_name="catalogue").exists()
+
+
+SUNSET_PLAN = """
+version: 1
+default_backend: legacy
+backends:
+  legacy: {urls: ["http://127.0.0.1:8001"]}
+  new: {urls: ["http://127.0.0.1:8002"]}
+slices:
+  old-api:
+    service: new
+    routes:
+      - {name: old, prefix: /old/, sunset: "${PLAN_TEST_SUNSET:-Tue, 01 Jun 2027 00:00:00 GMT}"}
+      - {name: kept, prefix: /kept/}
+"""
+
+
+def test_a_route_sunset_is_an_http_date_or_iso_moment_from_the_environment_and_reaches_the_routing_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from strangler.proxy.routing import RoutingTable
+    from strangler.selectors import routing_snapshot
+
+    monkeypatch.delenv("PLAN_TEST_SUNSET", raising=False)
+    routes = {r.name: r for r in plan_parse(SUNSET_PLAN).slices[0].routes}
+    assert routes["old"].sunset == datetime(2027, 6, 1, tzinfo=UTC)
+    assert routes["kept"].sunset is None
+    monkeypatch.setenv("PLAN_TEST_SUNSET", "2026-03-01T12:00:00+01:00")
+    assert plan_parse(SUNSET_PLAN).slices[0].routes[0].sunset == datetime(2026, 3, 1, 11, tzinfo=UTC)
+    services.plan_apply(plan=plan_parse(SUNSET_PLAN), who="test")
+    table = RoutingTable(routing_snapshot())
+    assert table.match("GET", "/old/1/").sunset == datetime(2026, 3, 1, 11, tzinfo=UTC).timestamp()
+    assert table.match("GET", "/kept/").sunset is None
+    assert Route.objects.using("control").get(name="old").sunset == datetime(2026, 3, 1, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("2027-06-01", "has no time zone"),
+        ("next summer", "is neither an HTTP-date nor an ISO 8601 date-time"),
+        ("2027-13-01T00:00:00Z", "is neither an HTTP-date nor an ISO 8601 date-time"),
+    ],
+)
+def test_a_bad_sunset_is_refused_with_its_path(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("PLAN_TEST_SUNSET", value)
+    with pytest.raises(PlanError, match=rf"plan.slices.old-api.routes\[0\].sunset: .*{problem}"):
+        plan_parse(SUNSET_PLAN)
+
+
+def test_an_empty_sunset_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = SUNSET_PLAN.replace("${PLAN_TEST_SUNSET:-Tue, 01 Jun 2027 00:00:00 GMT}", "${PLAN_TEST_SUNSET:-}")
+    monkeypatch.delenv("PLAN_TEST_SUNSET", raising=False)
+    assert plan_parse(text).slices[0].routes[0].sunset is None

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('strangler', '0002_proxy_instance_and_slice_requires'),
+        ('strangler', '0003_route_sunset'),
     ]
 
     operations = [

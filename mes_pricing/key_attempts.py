@@ -1,0 +1,115 @@
+"""Failed pricing API-key attempts, counted in the shared cache per client address and per presented
+key prefix, so that guessing keys is slowed down across every instance of the pricing service (the
+monolith's scheme, unchanged).
+
+Counters live in fixed windows (MES_API_KEY_FAILURE_WINDOW_SECONDS): cheap (one read per request,
+one increment per failure) and the same for every process. A client past a bound is refused
+until its window ends, which is what Retry-After says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+from django.core.cache import cache as shared_cache
+
+from mes_pricing.models import API_KEY_PREFIX_LENGTH
+
+
+@dataclass(frozen=True)
+class KeyAttempt:
+    """Who presented a key: the client's address and the key's first characters."""
+
+    address: str
+    prefix: str
+
+    @classmethod
+    def of(cls, *, address: str, raw_key: str) -> KeyAttempt:
+        return cls(address=address, prefix=raw_key[:API_KEY_PREFIX_LENGTH])
+
+
+@dataclass(frozen=True)
+class FailureBounds:
+    per_address: int
+    per_prefix: int
+    window_seconds: int
+
+    @classmethod
+    def from_settings(cls) -> FailureBounds:
+        return cls(
+            per_address=settings.MES_API_KEY_FAILURES_PER_ADDRESS,
+            per_prefix=settings.MES_API_KEY_FAILURES_PER_PREFIX,
+            window_seconds=settings.MES_API_KEY_FAILURE_WINDOW_SECONDS,
+        )
+
+
+def _counter_keys(attempt: KeyAttempt, window: int) -> dict[str, str]:
+    # The prefix is whatever the client sent: hashed, it is a safe cache key of fixed length.
+    prefix = hashlib.sha256(attempt.prefix.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return {
+        "address": f"mes-key-failures:address:{attempt.address}:{window}",
+        "prefix": f"mes-key-failures:prefix:{prefix}:{window}",
+    }
+
+
+def key_attempt_wait_seconds(*, attempt: KeyAttempt, bounds: FailureBounds, now: float | None = None) -> int:
+    """0 when this attempt may be checked; else the seconds until its address or prefix may try again."""
+    now = time.time() if now is None else now
+    window = int(now // bounds.window_seconds)
+    keys = _counter_keys(attempt, window)
+    counts: Mapping[str, int] = shared_cache.get_many(list(keys.values())) or {}
+    over = (counts.get(keys["address"]) or 0) >= bounds.per_address or (
+        counts.get(keys["prefix"]) or 0
+    ) >= bounds.per_prefix
+    if not over:
+        return 0
+    return max(1, math.ceil((window + 1) * bounds.window_seconds - now))
+
+
+def key_attempt_failed(*, attempt: KeyAttempt, bounds: FailureBounds, now: float | None = None) -> None:
+    """Counts a key that matched no API key against the attempt's address and prefix."""
+    now = time.time() if now is None else now
+    for key in _counter_keys(attempt, int(now // bounds.window_seconds)).values():
+        # add() only creates the counter (with its expiry); incr() is atomic in Redis, so
+        # concurrent failures in several processes are all counted.
+        shared_cache.add(key, 0, timeout=bounds.window_seconds + 1)
+        shared_cache.incr(key)
+
+
+@cache
+def _trusted_networks(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def _is_trusted(address: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(*, peer: str, forwarded_for: str | None) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
+    X-Forwarded-For hop that is not itself a trusted proxy (hops to its left are the client's
+    word and can be forged)."""
+    networks = _trusted_networks(tuple(settings.LEGACY_TRUSTED_PROXIES))
+    if not forwarded_for or not _is_trusted(peer, networks):
+        return peer
+    address = peer
+    for hop in reversed([hop.strip() for hop in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # not an address: the nearest hop that is one stands for the client
+        address = hop
+        if not _is_trusted(hop, networks):
+            break
+    return address
