@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 from ops.process_group import ProcessGroup
 from tests.conftest import LegacyStack
-from tests.integration.pricing_stack import pricing_web_start, pricing_world_seed, raw_connection
+from tests.integration.pricing_stack import (
+    pricing_web_start,
+    pricing_world_seed,
+    raw_connection,
+    test_databases_flush,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "pricing"])]
 
@@ -44,6 +49,8 @@ def parity_world(
     with ProcessGroup() as group:
         pricing = pricing_web_start(group, live_env, tag="parity")
         yield ParityWorld(legacy_url=legacy_stack.base_url, pricing_url=pricing.base_url, key=key)
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        test_databases_flush()
 
 
 def decimals(places: int, high: str) -> st.SearchStrategy[Decimal]:
