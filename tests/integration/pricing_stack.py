@@ -83,7 +83,7 @@ def pricing_world_seed(*, key_name: str, key_raw: str) -> str:
     return key
 
 
-def test_databases_flush(logical_names: tuple[str, ...] = ("legacy", "pricing")) -> None:
+def pricing_databases_flush(logical_names: tuple[str, ...] = ("legacy", "pricing")) -> None:
     """Empties these test databases after a module, as the monolith's API tests do (later modules,
     `manage.py seed` ones, expect them empty, and a plan's live slice would outlive its test)."""
     for logical in logical_names:

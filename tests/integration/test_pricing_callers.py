@@ -22,10 +22,10 @@ from ops.process_group import ManagedProcess, ProcessGroup, free_port, service_p
 from tests.conftest import LOG_DIR
 from tests.contract.conftest import shop_service_start, shop_tables_copy
 from tests.integration.pricing_stack import (
+    pricing_databases_flush,
     pricing_web_start,
     pricing_world_seed,
     raw_connection,
-    test_databases_flush,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "shop", "pricing"])]
@@ -75,7 +75,7 @@ def callers_world(live_env: dict[str, str], django_db_blocker: object) -> Iterat
             option=option.code,
         )
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        test_databases_flush(("legacy", "pricing", "shop"))
+        pricing_databases_flush(("legacy", "pricing", "shop"))
 
 
 def post_order(base_url: str, token: str, lines: list[dict]) -> requests.Response:

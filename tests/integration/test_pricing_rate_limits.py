@@ -26,9 +26,9 @@ from strangler import services
 from strangler.plan import plan_parse
 from tests.integration.pricing_stack import (
     PricingService,
+    pricing_databases_flush,
     pricing_web_start,
     pricing_world_seed,
-    test_databases_flush,
 )
 from tests.integration.proxy_stack import proxy_caught_up, proxy_start
 
@@ -93,7 +93,7 @@ def rate_world(live_env: dict[str, str], django_db_blocker: object) -> Iterator[
             proxy_caught_up(proxy_url)
         yield RateWorld(proxy_url=proxy_url, instances=instances, key=key, sku=sku)
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        test_databases_flush(("legacy", "pricing", "control"))
+        pricing_databases_flush(("legacy", "pricing", "control"))
 
 
 def quotes_served(instance: PricingService) -> int:

@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
 from ops.process_group import ProcessGroup
 from tests.integration.pricing_stack import (
     PricingService,
+    pricing_databases_flush,
     pricing_web_start,
     pricing_world_seed,
-    test_databases_flush,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "pricing"])]
@@ -59,7 +59,7 @@ def pricing_with_key(
     with ProcessGroup() as group:
         yield pricing_web_start(group, live_env, tag="schema"), key
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        test_databases_flush()
+        pricing_databases_flush()
 
 
 def failures_of(operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode, key: str) -> str:
