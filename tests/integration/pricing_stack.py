@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from django.core.management.color import no_style
+from django.core.management.sql import sql_flush
 from django.db import connections
 from django.utils import timezone
 
@@ -79,6 +81,15 @@ def pricing_world_seed(*, key_name: str, key_raw: str) -> str:
     key = api_key(name=key_name, raw=key_raw)
     pricing_data_copy()
     return key
+
+
+def pricing_databases_flush(logical_names: tuple[str, ...] = ("legacy", "pricing")) -> None:
+    """Empties these test databases after a module, as the monolith's API tests do (later modules,
+    `manage.py seed` ones, expect them empty, and a plan's live slice would outlive its test)."""
+    for logical in logical_names:
+        connection = connections[database_alias(logical)]
+        assert connection.settings_dict["NAME"].startswith("test_"), connection.settings_dict["NAME"]
+        connection.ops.execute_sql_flush(sql_flush(no_style(), connection, reset_sequences=False))
 
 
 @dataclass

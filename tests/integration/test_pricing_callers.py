@@ -21,7 +21,12 @@ from harness.waiting import wait_http_ok
 from ops.process_group import ManagedProcess, ProcessGroup, free_port, service_process_commands
 from tests.conftest import LOG_DIR
 from tests.contract.conftest import shop_service_start, shop_tables_copy
-from tests.integration.pricing_stack import pricing_web_start, pricing_world_seed, raw_connection
+from tests.integration.pricing_stack import (
+    pricing_databases_flush,
+    pricing_web_start,
+    pricing_world_seed,
+    raw_connection,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "shop", "pricing"])]
 
@@ -69,6 +74,8 @@ def callers_world(live_env: dict[str, str], django_db_blocker: object) -> Iterat
             sku=option.product.sku,
             option=option.code,
         )
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        pricing_databases_flush(("legacy", "pricing", "shop"))
 
 
 def post_order(base_url: str, token: str, lines: list[dict]) -> requests.Response:

@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 from ops.process_group import ProcessGroup
 from tests.conftest import LegacyStack
-from tests.integration.pricing_stack import pricing_web_start, pricing_world_seed, raw_connection
+from tests.integration.pricing_stack import (
+    pricing_databases_flush,
+    pricing_web_start,
+    pricing_world_seed,
+    raw_connection,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "pricing"])]
 
@@ -44,6 +49,8 @@ def parity_world(
     with ProcessGroup() as group:
         pricing = pricing_web_start(group, live_env, tag="parity")
         yield ParityWorld(legacy_url=legacy_stack.base_url, pricing_url=pricing.base_url, key=key)
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        pricing_databases_flush()
 
 
 def decimals(places: int, high: str) -> st.SearchStrategy[Decimal]:
@@ -221,3 +228,37 @@ def test_quotes_are_the_monoliths_to_the_cent(parity_world: ParityWorld) -> None
     # The cases priced, and refused, on both sides: not only one kind of answer compared.
     assert seen.get(200, 0) >= EXAMPLES // 3, seen
     assert seen.get(422, 0) >= 1, seen
+
+
+REFUSED_BEFORE_PRICING = [
+    ("no key", "POST", {}, b'{"sku": "X", "quantity": 1}'),
+    ("wrong key", "POST", {"X-API-Key": "wrong-key-for-parity"}, b'{"sku": "X", "quantity": 1}'),
+    ("not JSON", "POST", None, b"sku=X"),
+    ("broken JSON", "POST", None, b'{"sku": '),
+    ("quantity 0", "POST", None, b'{"sku": "X", "quantity": 0}'),
+    ("quantity text", "POST", None, b'{"sku": "X", "quantity": "3"}'),
+    ("options not a list", "POST", None, b'{"sku": "X", "quantity": 1, "options": "GLOSS"}'),
+    ("sku too long", "POST", None, b'{"sku": "' + b"S" * 33 + b'", "quantity": 1}'),
+    ("a read", "GET", None, b""),
+]
+
+
+def test_refusals_before_any_price_are_the_monoliths(parity_world: ParityWorld) -> None:
+    """Missing or wrong keys, malformed or invalid bodies, a wrong method: same status, same body,
+    same authentication challenge on both sides (the legacy contract, byte for byte)."""
+    for label, method, headers, body in REFUSED_BEFORE_PRICING:
+        sent = (
+            {"Content-Type": "application/json", "X-API-Key": parity_world.key}
+            if headers is None
+            else {
+                "Content-Type": "application/json",
+                **headers,
+            }
+        )
+        answers = [
+            requests.request(method, f"{base}/mes/api/quotes/", data=body, headers=sent, timeout=10)
+            for base in (parity_world.legacy_url, parity_world.pricing_url)
+        ]
+        legacy, new = ((a.status_code, a.content, a.headers.get("WWW-Authenticate")) for a in answers)
+        assert legacy == new, label
+        assert 400 <= legacy[0] < 500, (label, legacy)

@@ -24,7 +24,12 @@ from harness.proxy_plan import plan_route, plan_slice
 from ops.process_group import ProcessGroup, free_port
 from strangler import services
 from strangler.plan import plan_parse
-from tests.integration.pricing_stack import PricingService, pricing_web_start, pricing_world_seed
+from tests.integration.pricing_stack import (
+    PricingService,
+    pricing_databases_flush,
+    pricing_web_start,
+    pricing_world_seed,
+)
 from tests.integration.proxy_stack import proxy_caught_up, proxy_start
 
 pytestmark = [
@@ -87,6 +92,8 @@ def rate_world(live_env: dict[str, str], django_db_blocker: object) -> Iterator[
                 services.slice_promote(name="pricing", who="test", force=True, why="test setup")
             proxy_caught_up(proxy_url)
         yield RateWorld(proxy_url=proxy_url, instances=instances, key=key, sku=sku)
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        pricing_databases_flush(("legacy", "pricing", "control"))
 
 
 def quotes_served(instance: PricingService) -> int:

@@ -23,7 +23,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ops.process_group import ProcessGroup
-from tests.integration.pricing_stack import PricingService, pricing_web_start, pricing_world_seed
+from tests.integration.pricing_stack import (
+    PricingService,
+    pricing_databases_flush,
+    pricing_web_start,
+    pricing_world_seed,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(databases=["default", "pricing"])]
 
@@ -53,6 +58,8 @@ def pricing_with_key(
         key = pricing_world_seed(key_name="schema", key_raw=f"schema-{secrets.token_urlsafe(24)}")
     with ProcessGroup() as group:
         yield pricing_web_start(group, live_env, tag="schema"), key
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        pricing_databases_flush()
 
 
 def failures_of(operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode, key: str) -> str:
