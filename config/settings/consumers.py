@@ -10,8 +10,9 @@ from config.settings.env import env
 SERVICE_CONSUMER_MODULES = {
     "legacy": ["legacy.crm.consumers"],
     "crm": ["crm_app.consumers"],
-    # The catalogue cost projection (`manage.py consume pricing-catalogue`).
-    "mes_pricing": ["mes_pricing.catalogue.consumers"],
+    # The pricing service's projections: the catalogue's cost data (`consume pricing-catalogue`) and
+    # the production orders behind the deprecated read API (`consume pricing-production-orders`).
+    "mes_pricing": ["mes_pricing.catalogue.consumers", "mes_pricing.production_orders.consumers"],
     # shop-production-status (order status from mes_production's events).
     "shop": ["shop_app.consumers"],
     "mes_production": ["mes_production.consumers"],
@@ -40,7 +41,3 @@ CONSUMER_KAFKA_SESSION_TIMEOUT_MS = env.int("CONSUMER_KAFKA_SESSION_TIMEOUT_MS",
 
 # The concrete outbox model ("app_label.ModelName") `outbox_write` uses when not given one.
 OUTBOX_MODEL = env.str("OUTBOX_MODEL", default="")
-
-# mes_pricing's projection of production orders (the deprecated /mes/api/production-orders/).
-SERVICE_CONSUMER_MODULES.setdefault("mes_pricing", []).append("mes_pricing.production_orders.consumers")
-CONSUMER_MODULES = env.list("CONSUMER_MODULES", default=SERVICE_CONSUMER_MODULES.get(SERVICE, []))
