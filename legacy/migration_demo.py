@@ -16,6 +16,8 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +40,19 @@ from ops.process_group import (
 )
 
 # The slices the story moves, in the order their phases advance (the CRM's needs the shop's orders).
-SLICES = ("catalogue", "shop-orders", "crm-orders")
+# `pricing` moves the MES quotes API to the pricing service (its rules, discounts and API keys by the
+# toolkit; the catalogue's cost data through its own projection, fed by the catalogue capture).
+SLICES = ("catalogue", "shop-orders", "crm-orders", "pricing")
+# The catalogue tables and their projection in the pricing database: the pricing slice waits until
+# the capture's initial snapshot has reached the projection.
+CATALOGUE_PROJECTION = {
+    "shop_material": "pricing_material",
+    "shop_product": "pricing_product",
+    "shop_product_material": "pricing_product_material",
+    "shop_product_option": "pricing_product_option",
+}
+# The deprecated external read the story shows the headers of (served by the pricing service).
+DEPRECATED_READ = "/mes/api/production-orders/?limit=1"
 ROLLBACK_SLICE = "catalogue"
 # Gates lowered so that the story fits in about two minutes (the plan's own are for production).
 DEMO_GATES = {"min_shadow_requests": 10, "max_shadow_diff_rate": 0.05, "soak_seconds": 0}
@@ -57,6 +71,9 @@ class Figures:
     rows_copied: dict[str, int] = field(default_factory=dict)
     rows_verified: dict[str, int] = field(default_factory=dict)
     aborted: list[str] = field(default_factory=list)
+    # slice -> route -> {"compared": n, "differing": m}, as `strangler shadow-report` gave them when the
+    # slice left its shadow phase.
+    shadow: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +81,7 @@ class Stack:
     env: dict[str, str]
     proxy_url: str
     legacy_url: str
+    pricing_url: str = ""
 
 
 class MigrationStory:
@@ -125,7 +143,7 @@ class MigrationStory:
         return path
 
     def start(self, group: ProcessGroup, api_key: str) -> Stack:
-        ports = {name: free_port() for name in ("legacy", "shop", "crm", "proxy")}
+        ports = {name: free_port() for name in ("legacy", "shop", "crm", "mes_pricing", "proxy")}
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         env = {
             **database_env(settings.DATABASES),
@@ -133,18 +151,20 @@ class MigrationStory:
             "LEGACY_URL": urls["legacy"],
             "SHOP_URL": urls["shop"],
             "CRM_URL": urls["crm"],
+            "MES_PRICING_URL": urls["mes_pricing"],
             "SHOP_INTERNAL_URL": urls["shop"],
-            # The shop prices orders through the MES API, which the monolith serves until the MES split.
-            "MES_API_URL": urls["legacy"],
+            # The shop prices orders through the MES quotes API behind the proxy: the monolith answers
+            # until the pricing slice goes live, the pricing service after.
+            "MES_API_URL": urls["proxy"],
             "MES_API_KEY": api_key,
             "CRM_POLL_INTERVAL_SECONDS": "2",
             "MES_STAGE_SECONDS": "1",
             "ORCHESTRATION_MODE": "polling",
         }
-        for service in ("legacy", "shop", "crm"):
+        for service in ("legacy", "shop", "crm", "mes_pricing"):
             commands = service_process_commands(service, port=ports[service], web_workers=2)
             for name, command in commands.items():
-                if service != "legacy" and name != "web":
+                if service in ("shop", "crm") and name != "web":
                     continue  # their event relays and consumers are not part of this story
                 group.start(
                     ManagedProcess(
@@ -154,10 +174,21 @@ class MigrationStory:
                         LOG_DIR / f"{service}-{name}.log",
                     )
                 )
-        for service in ("legacy", "shop", "crm"):
+        # The catalogue's change stream feeds the pricing service's cost projection (its first start
+        # announces every existing row from a snapshot).
+        group.start(
+            ManagedProcess(
+                "cdc-catalogue",
+                manage_command("cdc", "run", "--capture", "catalogue"),
+                {**env, "SERVICE": "cdc"},
+                LOG_DIR / "cdc-catalogue.log",
+            )
+        )
+        for service in ("legacy", "shop", "crm", "mes_pricing"):
             wait_http_ok(f"{urls[service]}/healthz", seconds=60)
         self.say(
-            f"Monolith on {urls['legacy']}, shop service on {urls['shop']}, CRM service on {urls['crm']}."
+            f"Monolith on {urls['legacy']}, shop service on {urls['shop']}, CRM service on {urls['crm']}, "
+            f"pricing service on {urls['mes_pricing']}."
         )
         self.manage(env, "strangler", "load-plan", "--who", "demo")
         proxy = group.start(
@@ -170,7 +201,9 @@ class MigrationStory:
         )
         wait_http_ok(f"{urls['proxy']}/_strangler/healthz", seconds=60, process=proxy.popen)
         self.say(f"Proxy in front of everything: {urls['proxy']} (customers, staff and partners talk to it).")
-        return Stack(env=env, proxy_url=urls["proxy"], legacy_url=urls["legacy"])
+        return Stack(
+            env=env, proxy_url=urls["proxy"], legacy_url=urls["legacy"], pricing_url=urls["mes_pricing"]
+        )
 
     # the phases
 
@@ -234,12 +267,14 @@ class MigrationStory:
             self.figures.rows_copied[name] = int(match.group(1)) if match else 0
             self.sync_start(group, env, name)
             self.say(f"sync of {name} started (forward stream; the reverse one starts at its cutover)")
+        self.catalogue_projected(seconds=120)
         for name in SLICES:
             report = self.verified(env, name)
             self.figures.rows_verified[name] = int(report["rows_checked"])
             self.promote(env, name, "shadow", wait_seconds=30)  # verified, sync lag under bound
         for name in SLICES:
             self.promote(env, name, "canary", wait_seconds=90)  # shadow answers the same
+            self.shadow_of(env, name)
         for weight in ("50", "100"):
             for name in SLICES:
                 self.manage(env, "strangler", "weight", name, weight, "--who", "demo")
@@ -320,9 +355,62 @@ class MigrationStory:
             self.entered(name, "live")
             return
 
+    def shadow_of(self, env: dict[str, str], name: str) -> None:
+        output = self.manage(env, "strangler", "shadow-report", "--slice", name, "--samples", "1")
+        routes = self.figures.shadow.setdefault(name, {})
+        for match in re.finditer(r"^[\w-]+/([\w-]+): compared=(\d+) differing=(\d+)", output, re.M):
+            routes[match.group(1)] = {"compared": int(match.group(2)), "differing": int(match.group(3))}
+        shown = ", ".join(f"{route} {n['differing']}/{n['compared']}" for route, n in routes.items())
+        self.say(f"{name}: shadow compared, differing/compared per route: {shown or 'none'}")
+
+    def catalogue_projected(self, *, seconds: float) -> None:
+        """Waits until the pricing service's cost projection holds every catalogue row (the capture's
+        snapshot and the consumer run beside the story; quotes compare only once it is complete)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            counts = {}
+            for source, projection in CATALOGUE_PROJECTION.items():
+                counts[source] = [
+                    _count(alias, table)
+                    for alias, table in (("default", source), (database_alias("pricing"), projection))
+                ]
+            if all(legacy == projected for legacy, projected in counts.values()):
+                rows = sum(legacy for legacy, _ in counts.values())
+                self.say(f"pricing: the catalogue's cost projection holds all {rows} catalogue rows")
+                return
+            if time.monotonic() > deadline:
+                raise StoryFailed(
+                    f"The pricing service's catalogue projection is incomplete after {seconds:.0f} s "
+                    f"(legacy, projected rows: {counts}); see {LOG_DIR / 'cdc-catalogue.log'} and "
+                    f"{LOG_DIR / 'mes_pricing-catalogue-consumer.log'}."
+                )
+            time.sleep(1)
+
+    def deprecation_headers(self, stack: Stack, api_key: str) -> dict[str, str]:
+        """What an external user of the deprecated production-order read sees from the pricing service."""
+        request = urllib.request.Request(
+            f"{stack.pricing_url}{DEPRECATED_READ}", headers={"X-API-Key": api_key}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status, headers = response.status, response.headers
+        except urllib.error.HTTPError as exc:
+            status, headers = exc.code, exc.headers
+        shown = {name: headers.get(name, "") for name in ("Deprecation", "Sunset", "Link")}
+        self.say(f"GET {DEPRECATED_READ} on the pricing service: {status}")
+        for name, value in shown.items():
+            self.out.write(f"         {name}: {value}\n")
+        return {"status": str(status), **shown}
+
     def freeze_of(self, output: str, name: str, kind: str) -> None:
         match = re.search(r": (\w[\w-]*), .*writes frozen ([\d.]+) ms", output)
         if not match or match.group(1) != "completed":
             raise StoryFailed(f"The {kind} of {name} did not complete:\n{output}")
         self.figures.freezes_ms.append((name, kind, float(match.group(2))))
         self.say(f"{kind} of {name}: writes frozen for {float(match.group(2)):.0f} ms")
+
+
+def _count(alias: str, table: str) -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM "{table}"')
+        return int(cursor.fetchone()[0])

@@ -27,11 +27,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 class Command(BaseCommand):
     help = (
-        "The migration, shown: the monolith (web, Celery worker, poller) with the shop and CRM services "
-        "beside it and the strangler proxy in front, customer, staff and partner traffic running through "
-        "the proxy the whole time; the shop's catalogue and orders slices and the CRM's slice go legacy "
-        "-> syncing (backfill, sync, verify) -> shadow -> canary (50%, 100%) -> live (a cutover under a "
-        "bounded write freeze each), then the catalogue is rolled back from live and cut over again. "
+        "The migration, shown: the monolith (web, Celery worker, poller) with the shop, CRM and pricing "
+        "services beside it and the strangler proxy in front, customer, staff and partner traffic "
+        "running through the proxy the whole time; the shop's catalogue and orders slices, the CRM's "
+        "slice and the MES pricing slice (quotes, shadowed and compared) go legacy -> syncing "
+        "(backfill, sync, verify) -> shadow -> canary (50%, 100%) -> live (a cutover under a bounded "
+        "write freeze each), then the catalogue is rolled back from live and cut over again, and the "
+        "deprecated production-order read shows its Deprecation, Sunset and Link headers. "
         "Ends with a summary (time in each phase, freezes, rows copied and verified, requests served by "
         "each side, customer-visible errors) and stops every process it started, also on Ctrl-C. Each "
         "step is printed as the operator command it runs. Logs: .local/demo-logs/. "
@@ -62,7 +64,8 @@ class Command(BaseCommand):
         traffic: ManagedProcess | None = None
         try:
             with ProcessGroup() as group:
-                stack = story.start(group, self._shop_api_key())
+                api_key = self._shop_api_key()
+                stack = story.start(group, api_key)
                 story.reset(group, stack.env)
                 traffic = group.start(
                     ManagedProcess(
@@ -85,11 +88,13 @@ class Command(BaseCommand):
                 story.say(f"Traffic: {options['rate']:g} req/s through the proxy, for the whole story.")
                 try:
                     story.run(group, stack)
+                    deprecation = story.deprecation_headers(stack, api_key)
                     if options["end_in_legacy"]:
                         story.back_to_legacy(stack.env)
                 finally:
                     traffic_summary = self._traffic_stop(traffic)
                 summary = self._summary(story, stack, traffic_summary)
+                summary["deprecated_read"] = deprecation
         except KeyboardInterrupt:
             self.stdout.write("Interrupted: stopping every process the demo started.")
             return
@@ -162,6 +167,7 @@ class Command(BaseCommand):
             "cutovers_aborted_and_retried": story.figures.aborted,
             "rows_copied": story.figures.rows_copied,
             "rows_verified": story.figures.rows_verified,
+            "shadow": story.figures.shadow,
             "requests_by_backend": self._served_by_backend(stack),
             "requests": traffic.get("requests", 0),
             "customer_visible_errors": traffic.get("errors", 0),
@@ -180,6 +186,15 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"  rows copied: {summary['rows_copied']}")
         self.stdout.write(f"  rows verified equal: {summary['rows_verified']}")
+        for name, routes in summary["shadow"].items():
+            shown = ", ".join(f"{route} {n['differing']}/{n['compared']}" for route, n in routes.items())
+            self.stdout.write(f"  shadow of {name} (differing/compared): {shown or 'none'}")
+        deprecated = summary.get("deprecated_read", {})
+        if deprecated:
+            self.stdout.write(
+                f"  deprecated production-order read: Deprecation {deprecated['Deprecation']}, "
+                f"Sunset {deprecated['Sunset']}, Link {deprecated['Link']}"
+            )
         self.stdout.write(f"  requests served by each side (proxy): {summary['requests_by_backend']}")
         self.stdout.write(
             f"  customer-visible errors: {summary['customer_visible_errors']} "
