@@ -307,9 +307,8 @@ def test_orders_in_flight_continue_in_mes_production_none_lost_none_duplicated(
             # Step 3: the switch.
             switch_started = timezone.now()
             steps = {"worker_stopped": legacy_stop(legacy.processes)}
-            legacy_start(group, legacy.processes, service_env)
 
-            def handover_check() -> bool:
+            def handover_check() -> str:
                 # The monolith's Celery vhost is the test's own (service_env), not the session's.
                 run = legacy_operator.run(
                     "mes_production_handover_check",
@@ -317,14 +316,10 @@ def test_orders_in_flight_continue_in_mes_production_none_lost_none_duplicated(
                     declared_at.isoformat(),
                     service="legacy",
                 )
-                return run.returncode == 0 and "MES_PRODUCTION=service" in run.stdout
+                assert run.returncode == 0, legacy_operator.printed[-1]
+                return run.stdout
 
-            wait_until(
-                handover_check,
-                seconds=90,
-                interval=0.5,
-                what="mes_production_handover_check seeing the worker",
-            )
+            assert "no Celery worker answered" in handover_check()
             steps["checked"] = timezone.now()
             in_flight_ids = list(
                 LegacyProductionOrder.objects.exclude(status="done").values_list("order_id", flat=True)
@@ -353,6 +348,8 @@ def test_orders_in_flight_continue_in_mes_production_none_lost_none_duplicated(
             stages.signal(signal.SIGKILL)
             assert stages.popen is not None and stages.popen.wait(timeout=10) == -signal.SIGKILL
             killed_at = timezone.now()
+            # The monolith's worker and scheduler again, in service mode: out of the pause.
+            legacy_start(group, legacy.processes, service_env)
             start_consumer(CONSUMER_GROUP, env={**PRODUCTION_ENV, **engine_order_events.consumer_env})
             start_consumer(STATUS_GROUP, env={**SERVICE_MODE, **engine_order_events.consumer_env})
             switch_done = steps["consumers_started"] = timezone.now()
@@ -360,6 +357,13 @@ def test_orders_in_flight_continue_in_mes_production_none_lost_none_duplicated(
 
             time.sleep(8)  # orders keep coming after the switch
             order_ids = stream.finish()
+            # The check now hears the restarted worker, in service mode.
+            wait_until(
+                lambda: "MES_PRODUCTION=service, legacy MES tasks 0" in handover_check(),
+                seconds=60,
+                interval=0.5,
+                what="the check hearing the restarted worker",
+            )
 
             def all_done() -> bool:
                 return Order.objects.filter(id__in=order_ids, status=OrderStatus.DONE).count() == len(
@@ -451,6 +455,6 @@ def test_orders_in_flight_continue_in_mes_production_none_lost_none_duplicated(
                 "in_flight_pause_s_max": round(pauses[-1], 2),
             }
     finally:
-        print("\n".join(operator.printed + legacy_operator.printed[-1:]))
+        print("\n".join(operator.printed + legacy_operator.printed))
         slice_state_forget()
     print("handover:", json.dumps(figures))

@@ -44,7 +44,7 @@ class Command(BaseCommand):
             action="store_true",
             help="do not fail on orders placed before the declare and not confirmed yet (they are listed)",
         )
-        parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the workers")
+        parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the workers")
 
     def handle(self, *args: Any, **options: Any) -> None:
         declared_at = datetime.fromisoformat(options["declared_at"])
@@ -67,14 +67,20 @@ class Command(BaseCommand):
     def _workers(self, timeout: float) -> list[str]:
         from config.celery import app
 
+        # A ping waits the whole timeout (any number of workers may answer); the two questions
+        # after it end as soon as every worker that answered the ping has answered them.
         pinged = {name for reply in app.control.ping(timeout=timeout) or [] for name in reply}
+        if not pinged:
+            self.stdout.write("no Celery worker answered (none running)")
+            return []
         modes: dict[str, str] = {}
-        for reply in app.control.broadcast("mes_production_mode", reply=True, timeout=timeout) or []:
+        replies = app.control.broadcast("mes_production_mode", reply=True, timeout=timeout, limit=len(pinged))
+        for reply in replies or []:
             for name, answer in reply.items():
                 mode = answer.get("mes_production") if isinstance(answer, dict) else None
                 if mode:
                     modes[name] = str(mode)
-        active = app.control.inspect(timeout=timeout).active() or {}
+        active = app.control.inspect(timeout=timeout, limit=len(pinged)).active() or {}
         problems = []
         for name in sorted(pinged | set(modes)):
             mode = modes.get(name, "unknown (no answer: a worker started before this check existed)")
@@ -84,8 +90,6 @@ class Command(BaseCommand):
                 problems.append(f"worker {name} runs MES_PRODUCTION={mode}: restart it in service mode")
             elif running:
                 problems.append(f"worker {name} still runs {running}: wait until they end")
-        if not pinged and not modes:
-            self.stdout.write("no Celery worker answered (none running)")
         return problems
 
     def _orders(self, declared_at: datetime, allow_placed_before: bool) -> list[str]:
