@@ -304,6 +304,13 @@ def test_orders_in_flight_continue_in_mes_production_none_lost_none_duplicated(
             assert verify.returncode == 0, operator.printed[-1]
             assert sync.alive(), sync.log_tail()
 
+            # The check refuses while the worker still runs the legacy MES.
+            refused = legacy_operator.run(
+                "mes_production_handover_check", "--declared-at", declared_at.isoformat(), service="legacy"
+            )
+            assert refused.returncode == 1, legacy_operator.printed[-1]
+            assert "runs MES_PRODUCTION=legacy: restart it in service mode" in refused.stderr
+
             # Step 3: the switch.
             switch_started = timezone.now()
             steps = {"worker_stopped": legacy_stop(legacy.processes)}
