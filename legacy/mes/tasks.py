@@ -6,6 +6,7 @@ delivered to these tasks (queued before the switch) is logged and changes nothin
 
 import structlog
 from celery import shared_task
+from celery.worker.control import inspect_command
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -13,6 +14,13 @@ from django.utils import timezone
 from legacy.mes.services import production_advance, production_order_create
 
 logger = structlog.get_logger(__name__)
+
+
+@inspect_command()
+def mes_production_mode(state: object) -> dict[str, str]:
+    """Which production mode this worker runs (`manage.py mes_production_handover_check` asks every
+    worker before the production slice's cutover: none may still run the legacy MES)."""
+    return {"mes_production": settings.MES_PRODUCTION}
 
 
 def _retired(task: str, **ids: int) -> bool:

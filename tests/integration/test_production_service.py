@@ -1,6 +1,6 @@
 """The production service end to end through real processes: the monolith's web (orders placed
 through the shop API and confirmed through the CRM API), the legacy CDC engine publishing
-shop.order.* from the shared database, and mes_production's consumer group, stage runner, outbox
+shop.order.* from the shared database, and mes_production's consumer group, stage runners, outbox
 relay and web process, each started as SERVICE=mes_production commands (mes_production/processes.py).
 
 Every confirmed order gets one production order in the production database, which runs through
@@ -37,6 +37,24 @@ from tests.cdc_fixtures import CdcProcess, EventCollector, cdc_child_env, engine
 from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
 from tests.integration.test_events_end_to_end import Actors, LegacyApi
+
+
+class ProductionApi(LegacyApi):
+    """The monolith's APIs; orders of one or two lines, with and without options (an empty list
+    must reach production.order.started as an empty list)."""
+
+    def place_and_confirm(self, quantity: int) -> int:
+        sku = self.actors.product.sku
+        lines = [{"sku": sku, "quantity": quantity, "options": []}]
+        if quantity % 2:
+            lines.append({"sku": sku, "quantity": 1, "options": ["lacquer"]})
+        placed = self.shop.post(f"{self.base_url}/shop/api/orders/", json={"lines": lines}, timeout=10)
+        assert placed.status_code == 201, placed.text
+        order_id = Order.objects.values_list("id", flat=True).get(public_id=placed.json()["id"])
+        confirmed = self.crm.post(f"{self.base_url}/crm/api/orders/{order_id}/confirm/", timeout=10)
+        assert confirmed.status_code == 200, confirmed.text
+        return order_id
+
 
 pytestmark = [
     pytest.mark.integration,
@@ -118,7 +136,7 @@ def production_service(consumer_env: dict[str, str], amqp_url: str) -> Iterator[
 class OrderTraffic(threading.Thread):
     """Places and confirms one order after another through the monolith's APIs."""
 
-    def __init__(self, api: LegacyApi, count: int, pause: float) -> None:
+    def __init__(self, api: ProductionApi, count: int, pause: float) -> None:
         super().__init__(name="order-traffic", daemon=True)
         self.api, self.count, self.pause = api, count, pause
         self.order_ids: list[int] = []
@@ -175,7 +193,7 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
     consumer_env = {**PRODUCTION_ENV, **engine_order_events.consumer_env}
     consumer = start_consumer(CONSUMER_GROUP, tag="first", env=consumer_env)
     stages = production_service.start("stages")
-    traffic = OrderTraffic(LegacyApi(legacy_stack.base_url, actors), ORDERS, pause=0.15)
+    traffic = OrderTraffic(ProductionApi(legacy_stack.base_url, actors), ORDERS, pause=0.15)
     traffic.start()
 
     # The consumer dies while orders flow, after it started a few production orders.
@@ -192,6 +210,8 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
     stages_at_kill = stages_written(traffic.order_ids)
     assert traffic.is_alive() and len(traffic.order_ids) < ORDERS, "both kills land while orders flow"
     time.sleep(2 * STAGE_SECONDS)  # orders fall due while no runner is up
+    # Two runners from here on: they share the orders and never move one twice.
+    production_service.start("stages")
     production_service.start("stages")
 
     order_ids = traffic.finish()
@@ -213,6 +233,7 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
         ]
         assert list(production.stages.order_by("at", "id").values_list("status", flat=True)) == STAGES
 
+    lines_of = dict(ProductionOrder.objects.filter(order_id__in=order_ids).values_list("order_id", "lines"))
     subjects = {f"order:{order_id}" for order_id in order_ids}
 
     def production_events() -> list[dict[str, Any]]:
@@ -239,6 +260,8 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
             ("production.order.stage_changed.v1", "done"),
             ("production.order.completed.v1", None),
         ], subject
+        order_id = int(subject.split(":")[1])
+        assert published[0]["data"]["lines"] == lines_of[order_id], subject
     assert set(by_order) == subjects
     assert production_outbox_relay.alive()
     duplicates = restarted.metric("consumer_events_consumed_total", outcome="duplicate")
