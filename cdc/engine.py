@@ -125,7 +125,10 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
                 "predicates": "outboxTable",
                 "predicates.outboxTable.type": TOPIC_NAME_MATCHES,
                 "predicates.outboxTable.pattern": re.escape(f"{config.topic_prefix}.public.{outbox_table}"),
-                "transforms.outbox.table.expand.json.payload": "true",
+                # Not expanded: Debezium's expansion (3.6) infers a schema from the JSON and drops
+                # every empty array in the payload (debezium/dbz#921); the payload travels as the
+                # column's JSON text, which cdc.outbox_relay decodes as it is.
+                "transforms.outbox.table.expand.json.payload": "false",
                 "transforms.outbox.table.fields.additional.placement": (
                     "type:header:type,aggregatetype:header:aggregatetype,traceparent:header:traceparent"
                 ),

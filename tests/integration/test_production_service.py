@@ -38,6 +38,24 @@ from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
 from tests.integration.test_events_end_to_end import Actors, LegacyApi
 
+
+class ProductionApi(LegacyApi):
+    """The monolith's APIs; orders of one or two lines, with and without options (an empty list
+    must reach production.order.started as an empty list)."""
+
+    def place_and_confirm(self, quantity: int) -> int:
+        sku = self.actors.product.sku
+        lines = [{"sku": sku, "quantity": quantity, "options": []}]
+        if quantity % 2:
+            lines.append({"sku": sku, "quantity": 1, "options": ["lacquer"]})
+        placed = self.shop.post(f"{self.base_url}/shop/api/orders/", json={"lines": lines}, timeout=10)
+        assert placed.status_code == 201, placed.text
+        order_id = Order.objects.values_list("id", flat=True).get(public_id=placed.json()["id"])
+        confirmed = self.crm.post(f"{self.base_url}/crm/api/orders/{order_id}/confirm/", timeout=10)
+        assert confirmed.status_code == 200, confirmed.text
+        return order_id
+
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, databases=["default", "production"]),
@@ -118,7 +136,7 @@ def production_service(consumer_env: dict[str, str], amqp_url: str) -> Iterator[
 class OrderTraffic(threading.Thread):
     """Places and confirms one order after another through the monolith's APIs."""
 
-    def __init__(self, api: LegacyApi, count: int, pause: float) -> None:
+    def __init__(self, api: ProductionApi, count: int, pause: float) -> None:
         super().__init__(name="order-traffic", daemon=True)
         self.api, self.count, self.pause = api, count, pause
         self.order_ids: list[int] = []
@@ -175,7 +193,7 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
     consumer_env = {**PRODUCTION_ENV, **engine_order_events.consumer_env}
     consumer = start_consumer(CONSUMER_GROUP, tag="first", env=consumer_env)
     stages = production_service.start("stages")
-    traffic = OrderTraffic(LegacyApi(legacy_stack.base_url, actors), ORDERS, pause=0.15)
+    traffic = OrderTraffic(ProductionApi(legacy_stack.base_url, actors), ORDERS, pause=0.15)
     traffic.start()
 
     # The consumer dies while orders flow, after it started a few production orders.
@@ -213,6 +231,7 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
         ]
         assert list(production.stages.order_by("at", "id").values_list("status", flat=True)) == STAGES
 
+    lines_of = dict(ProductionOrder.objects.filter(order_id__in=order_ids).values_list("order_id", "lines"))
     subjects = {f"order:{order_id}" for order_id in order_ids}
 
     def production_events() -> list[dict[str, Any]]:
@@ -239,6 +258,8 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
             ("production.order.stage_changed.v1", "done"),
             ("production.order.completed.v1", None),
         ], subject
+        order_id = int(subject.split(":")[1])
+        assert published[0]["data"]["lines"] == lines_of[order_id], subject
     assert set(by_order) == subjects
     assert production_outbox_relay.alive()
     duplicates = restarted.metric("consumer_events_consumed_total", outcome="duplicate")
