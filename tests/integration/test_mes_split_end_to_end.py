@@ -246,7 +246,9 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         engine_order_events.topology_declare(group_name)
 
     with ProcessGroup() as group:
-        start_consumer(CATALOGUE_GROUP, tag="pricing", env={**PRICING_CONSUMER, "CDC_AMQP_URL": amqp_url})
+        catalogue_consumer = start_consumer(
+            CATALOGUE_GROUP, tag="pricing", env={**PRICING_CONSUMER, "CDC_AMQP_URL": amqp_url}
+        )
         proxy, proxy_url = proxy_start(group, live_env, "mes-split", {"STRANGLER_READ_TIMEOUT": "15"})
         pricing_port = free_port()
         pricing = pricing_web_start(group, live_env, tag="e2e-1", port=pricing_port)
@@ -297,7 +299,7 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
             PRODUCTION_GROUP, tag="first", env={**PRODUCTION_ENV, "CDC_AMQP_URL": amqp_url}
         )
         production.start("stages")
-        start_consumer(STATUS_GROUP, env={**SERVICE_MODE, "CDC_AMQP_URL": amqp_url})
+        status_consumer = start_consumer(STATUS_GROUP, env={**SERVICE_MODE, "CDC_AMQP_URL": amqp_url})
         # The catalogue capture (a JVM, started with the test) has announced the product by now.
         wait_until(
             lambda: (
@@ -318,15 +320,20 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         wait_until(lambda: production_orders(customers.order_ids) >= 5, seconds=60, what="production orders")
         kill9(consumer.process)
         time.sleep(1.0)
-        start_consumer(PRODUCTION_GROUP, tag="second", env={**PRODUCTION_ENV, "CDC_AMQP_URL": amqp_url})
+        done_at_consumer_kill = done(customers.order_ids)
+        consumer = start_consumer(
+            PRODUCTION_GROUP, tag="second", env={**PRODUCTION_ENV, "CDC_AMQP_URL": amqp_url}
+        )
         # kill -9 of the pricing service while customers order; down long enough to be noticed.
         wait_until(lambda: len(customers.placed) >= ORDERS // 2, seconds=60, what="half the orders placed")
         served_by_first = quotes_served(pricing.base_url) - served_before
         kill9(pricing.web)
+        pricing_down_at = time.monotonic()
         wait_until(
             lambda: len(customers.refusals) >= 2, seconds=20, what="customers refused while pricing is down"
         )
         pricing = pricing_web_start(group, live_env, tag="e2e-2", port=pricing_port)
+        pricing_down_seconds = time.monotonic() - pricing_down_at
         customers.finish()
         order_ids = customers.order_ids
         wait_until(
@@ -337,11 +344,14 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         # Priced by the pricing service, to the cent of the monolith's price, before and after its restart.
         assert served_by_first >= ORDERS // 2
         assert quotes_served(pricing.base_url) >= 1
+        # Through the proxy no quote took the legacy way: the monolith answered only the reference ones.
+        assert quotes_served(legacy.base_url) == len(expected)
         assert all(total == expected[quantity] for _, _, quantity, total in customers.placed), (
             customers.placed
         )
         # While pricing was down: clear, quick refusals, and nothing stored for them.
         refusals = customers.refusals
+        assert len(refusals) >= 2
         assert {(r.status, r.code, r.retry_after) for r in refusals} == {(503, "pricing_unavailable", "1")}
         assert max(r.seconds for r in refusals) < PRICING_TIMEOUT + 1.5, refusals
         assert Order.objects.filter(customer_id=customer.id).count() == ORDERS
@@ -373,6 +383,9 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
             view = customers.shop.get(f"{proxy_url}/shop/api/orders/{public_id}/", timeout=10)
             assert view.status_code == 200, view.text
             assert view.json()["status"] == "done" and view.json()["production_stage"] == "done", view.json()
+        assert done_at_consumer_kill < ORDERS
+        for each in (catalogue_consumer, consumer, status_consumer):
+            assert each.metric("consumer_events_consumed_total", outcome="dead_lettered") == 0
         # Nothing took the legacy way.
         assert LegacyProductionOrder.objects.count() == 0
         assert not Order.objects.filter(id__in=order_ids, sent_to_mes_at__isnull=False).exists()
@@ -386,7 +399,9 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         ]
         print(
             f"MES split e2e: {ORDERS} orders done once in {traffic_seconds:.1f} s of traffic; "
-            f"{len(refusals)} x 503 pricing_unavailable (slowest {max(r.seconds for r in refusals):.2f} s); "
+            f"pricing down {pricing_down_seconds:.1f} s: {len(refusals)} x 503 pricing_unavailable "
+            f"(slowest {max(r.seconds for r in refusals):.2f} s); "
+            f"production consumer killed at {done_at_consumer_kill} done; "
             f"placed to done p50 {percentile(to_done, 0.5):.2f} s, p99 {percentile(to_done, 0.99):.2f} s; "
             f"whole test {time.monotonic() - began:.1f} s"
         )
