@@ -390,19 +390,22 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         assert LegacyProductionOrder.objects.count() == 0
         assert not Order.objects.filter(id__in=order_ids, sent_to_mes_at__isnull=False).exists()
 
-        to_done = [
-            (changes["done"] - changes["placed"]).total_seconds()
-            for changes in (
-                dict(OrderStatusChange.objects.filter(order_id=order_id).values_list("status", "at"))
-                for order_id in order_ids
-            )
+        # Time to done from the shop's own history (one clock: the database's).
+        changes = [
+            dict(OrderStatusChange.objects.filter(order_id=order_id).values_list("status", "at"))
+            for order_id in order_ids
         ]
+        placed_to_done = [(c["done"] - c["placed"]).total_seconds() for c in changes]
+        confirmed_to_done = [(c["done"] - c["confirmed"]).total_seconds() for c in changes]
         print(
             f"MES split e2e: {ORDERS} orders done once in {traffic_seconds:.1f} s of traffic; "
             f"pricing down {pricing_down_seconds:.1f} s: {len(refusals)} x 503 pricing_unavailable "
             f"(slowest {max(r.seconds for r in refusals):.2f} s); "
             f"production consumer killed at {done_at_consumer_kill} done; "
-            f"placed to done p50 {percentile(to_done, 0.5):.2f} s, p99 {percentile(to_done, 0.99):.2f} s; "
+            f"placed to done p50 {percentile(placed_to_done, 0.5):.2f} s, "
+            f"p99 {percentile(placed_to_done, 0.99):.2f} s; "
+            f"confirmed to done p50 {percentile(confirmed_to_done, 0.5):.2f} s, "
+            f"p99 {percentile(confirmed_to_done, 0.99):.2f} s; "
             f"whole test {time.monotonic() - began:.1f} s"
         )
         assert proxy.alive()
