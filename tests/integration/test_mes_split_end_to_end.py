@@ -65,6 +65,7 @@ pytestmark = [
 ]
 
 ORDERS = 40
+CUSTOMERS = 2  # each orders ORDERS / CUSTOMERS, at the same time as the other
 PAUSE = 0.1  # between one customer's orders: a steady rate of a few orders a second
 STAGE_SECONDS = 0.3
 PRICING_TIMEOUT = 1.0  # MES_API_TIMEOUT of the monolith's pricing client
@@ -86,7 +87,7 @@ class Refusal:
 
 @dataclass(eq=False)  # a thread must stay hashable
 class Customers(threading.Thread):
-    """One customer ordering and staff confirming each order, through the proxy, one after another.
+    """A customer ordering and staff confirming each order, through the proxy, one after another.
     A 503 is retried after its Retry-After; anything else but 201 (or 200 on confirm) is an error."""
 
     proxy_url: str
@@ -99,7 +100,7 @@ class Customers(threading.Thread):
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
-        super().__init__(name="customers", daemon=True)
+        super().__init__(name=f"customer-{self.customer_token[:6]}", daemon=True)
         self.shop, self.crm = requests.Session(), requests.Session()
         self.shop.headers["Authorization"] = f"Bearer {self.customer_token}"
         self.crm.headers["Authorization"] = f"Token {self.staff_token}"
@@ -134,12 +135,35 @@ class Customers(threading.Thread):
 
     def finish(self) -> None:
         self.join(150)
-        assert not self.is_alive(), "the customers did not finish"
+        assert not self.is_alive(), f"{self.name} did not finish"
         assert self.error is None, repr(self.error)
+
+
+@dataclass
+class Crowd:
+    """Several customers ordering at once."""
+
+    members: list[Customers]
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def finish(self) -> None:
+        for member in self.members:
+            member.finish()
+
+    @property
+    def placed(self) -> list[tuple[int, str, int, Decimal]]:
+        return [order for member in self.members for order in list(member.placed)]
 
     @property
     def order_ids(self) -> list[int]:
-        return [order_id for order_id, *_ in list(self.placed)]
+        return [order_id for order_id, *_ in self.placed]
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        return [refusal for member in self.members for refusal in list(member.refusals)]
 
 
 def plan_load(env: dict[str, str], backends: dict[str, str]) -> None:
@@ -239,7 +263,7 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
     # catalogue capture through the pricing service's consumer.
     PricingRuleFactory()
     product = ProductFactory()
-    customer = CustomerFactory()
+    people = [CustomerFactory() for _ in range(CUSTOMERS)]
     shop_key = api_key(name="legacy-shop", raw=f"legacy-shop-{secrets.token_urlsafe(24)}")
     tables_copy(source=database_alias("legacy"), target=database_alias("pricing"), tables=RULE_TABLES)
     for group_name in (PRODUCTION_GROUP, STATUS_GROUP):
@@ -313,7 +337,10 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         served_before = quotes_served(pricing.base_url)
         print(f"\nstack up in {time.monotonic() - began:.1f} s")
 
-        customers = Customers(proxy_url, customer.api_token, staff_token(), product.sku, ORDERS)
+        staff = staff_token()
+        customers = Crowd(
+            [Customers(proxy_url, c.api_token, staff, product.sku, ORDERS // CUSTOMERS) for c in people]
+        )
         traffic_began = time.monotonic()
         customers.start()
         # kill -9 of the production consumer once it has started a few production orders.
@@ -354,7 +381,7 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         assert len(refusals) >= 2
         assert {(r.status, r.code, r.retry_after) for r in refusals} == {(503, "pricing_unavailable", "1")}
         assert max(r.seconds for r in refusals) < PRICING_TIMEOUT + 1.5, refusals
-        assert Order.objects.filter(customer_id=customer.id).count() == ORDERS
+        assert Order.objects.filter(customer__in=people).count() == ORDERS
         # Exactly once, everywhere.
         per_order = dict(
             ProductionOrder.objects.filter(order_id__in=order_ids)
@@ -373,16 +400,18 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
                 production_order,
                 stages,
             )
-        for order_id, public_id, _, _ in customers.placed:
-            history = list(
-                OrderStatusChange.objects.filter(order_id=order_id)
-                .order_by("at", "id")
-                .values_list("status", flat=True)
-            )
-            assert history == FULL_HISTORY, (order_id, history)
-            view = customers.shop.get(f"{proxy_url}/shop/api/orders/{public_id}/", timeout=10)
-            assert view.status_code == 200, view.text
-            assert view.json()["status"] == "done" and view.json()["production_stage"] == "done", view.json()
+        for member in customers.members:  # each customer sees their orders done, through the proxy
+            for order_id, public_id, _, _ in member.placed:
+                history = list(
+                    OrderStatusChange.objects.filter(order_id=order_id)
+                    .order_by("at", "id")
+                    .values_list("status", flat=True)
+                )
+                assert history == FULL_HISTORY, (order_id, history)
+                view = member.shop.get(f"{proxy_url}/shop/api/orders/{public_id}/", timeout=10)
+                assert view.status_code == 200, view.text
+                assert view.json()["status"] == "done", view.json()
+                assert view.json()["production_stage"] == "done", view.json()
         assert done_at_consumer_kill < ORDERS
         for each in (catalogue_consumer, consumer, status_consumer):
             assert each.metric("consumer_events_consumed_total", outcome="dead_lettered") == 0
