@@ -5,11 +5,12 @@ orders and the catalogue capture, mes_pricing (web and catalogue consumer), mes_
 (consumer, stage runner, outbox relay), the `legacy-production-status` consumer, and the proxy
 with the repository's plan loaded and the pricing slice live.
 
-Customers order and staff confirm through the proxy at a steady rate. Along the way the production
-consumer and the pricing service are each killed with SIGKILL and started again: while pricing is
-down customers get a quick 503 pricing_unavailable (never a hang, never a price other than the
-monolith's) and retry; every order accepted with a 201 reaches done exactly once (one production
-order, one stage row per stage, one shop history row per status, "done" on the customer API).
+Two customers order at once and staff confirm each order through the proxy, at a steady rate.
+Along the way the production consumer and the pricing service are each killed with SIGKILL and
+started again: while pricing is down customers get a quick 503 pricing_unavailable (never a hang,
+never a price other than the monolith's) and retry; every order accepted with a 201 reaches done
+exactly once (one production order, one stage row per stage, one shop history row per status,
+"done" on the customer API). No quote takes the legacy way through the proxy, and
 mes_production's routes are refused to outside callers through the proxy.
 """
 
