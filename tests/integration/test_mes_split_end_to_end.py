@@ -70,6 +70,7 @@ CUSTOMERS = 2  # each orders ORDERS / CUSTOMERS, at the same time as the other
 PAUSE = 0.1  # between one customer's orders: a steady rate of a few orders a second
 STAGE_SECONDS = 0.3
 PRICING_TIMEOUT = 1.0  # MES_API_TIMEOUT of the monolith's pricing client
+ATTEMPTS = 30  # a customer's tries at one order before the test gives up on pricing coming back
 STATUS_GROUP = "legacy-production-status"
 SERVICE_MODE = {"MES_PRODUCTION": "service", "ORCHESTRATION_MODE": "events"}
 PRICING_CONSUMER = {"SERVICE": "mes_pricing", "CONSUMER_MODULES": "mes_pricing.catalogue.consumers"}
@@ -108,7 +109,7 @@ class Customers(threading.Thread):
 
     def place(self, quantity: int) -> tuple[str, Decimal]:
         line = {"sku": self.sku, "quantity": quantity, "options": OPTIONS}
-        while True:
+        for _ in range(ATTEMPTS):
             started = time.monotonic()
             placed = self.shop.post(f"{self.proxy_url}/shop/api/orders/", json={"lines": [line]}, timeout=15)
             seconds = time.monotonic() - started
@@ -118,6 +119,7 @@ class Customers(threading.Thread):
             retry_after = placed.headers.get("Retry-After")
             self.refusals.append(Refusal(503, placed.json()["error"]["code"], retry_after, seconds))
             time.sleep(float(retry_after or 1))
+        raise AssertionError(f"no order placed in {ATTEMPTS} attempts: {self.refusals[-3:]}")
 
     def run(self) -> None:
         try:
