@@ -306,11 +306,23 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
                 "MES_PRODUCTION_URL": f"http://127.0.0.1:{production.port}",
             },
         )
+        proxy_caught_up(proxy_url)
+        expected = {q: in_process_total(legacy.base_url, shop_key, product.sku, q) for q in (1, 2, 3)}
+        # Before the pricing slice is live the proxy sends the shop's quote back to the monolith.
+        early = requests.post(
+            f"{proxy_url}/shop/api/orders/",
+            json={"lines": [{"sku": product.sku, "quantity": 2, "options": OPTIONS}]},
+            headers={"Authorization": f"Bearer {CustomerFactory().api_token}"},
+            timeout=15,
+        )
+        assert early.status_code == 201, early.text
+        assert Decimal(early.json()["total"]) == expected[2]
+        assert quotes_served(legacy.base_url) == len(expected) + 1
+        assert quotes_served(pricing.base_url) == 0
         slice_live("pricing")
         slice_live("production")
         proxy_caught_up(proxy_url)
         # Through the proxy the pricing service answers quotes; mes_production is closed to outsiders.
-        expected = {q: in_process_total(legacy.base_url, shop_key, product.sku, q) for q in (1, 2, 3)}
         for method in ("GET", "POST"):
             outside = requests.request(method, f"{proxy_url}/production/orders/", json={}, timeout=5)
             assert outside.status_code == 403, outside.text
@@ -374,8 +386,8 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
         # Priced by the pricing service, to the cent of the monolith's price, before and after its restart.
         assert served_by_first >= ORDERS // 2
         assert quotes_served(pricing.base_url) >= 1
-        # Through the proxy no quote took the legacy way: the monolith answered only the reference ones.
-        assert quotes_served(legacy.base_url) == len(expected)
+        # Once the slice is live no quote takes the legacy way: the monolith answered no more of them.
+        assert quotes_served(legacy.base_url) == len(expected) + 1
         assert all(total == expected[quantity] for _, _, quantity, total in customers.placed), (
             customers.placed
         )
