@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -255,3 +256,40 @@ def test_concurrent_runners_never_advance_one_order_twice() -> None:
     assert ProductionStage.objects.count() == 80
     assert ProductionOutboxEvent.objects.filter(type=events.STAGE_CHANGED).count() == 40
     assert ShopOrderLine.objects.count() == 40
+
+
+def test_the_stage_runner_loop_moves_orders_to_done_and_stops_when_asked() -> None:
+    from mes_production.stage_runner import stage_runner_run
+
+    for order_id in (901, 902):
+        started(order_id, T0)
+    stop = threading.Event()
+    now = [T0]
+    result: list[int] = []
+
+    def run() -> None:
+        try:
+            result.append(
+                stage_runner_run(
+                    stage_seconds=STAGE, poll_seconds=0.01, batch_size=1, stop=stop, clock=lambda: now[0]
+                )
+            )
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        for step in range(1, 5):  # the clock moves one stage time at a time
+            now[0] = T0 + timedelta(seconds=step * STAGE)
+            deadline = time.monotonic() + 10
+            while ProductionStage.objects.count() < 2 * (step + 1) and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+
+    assert not thread.is_alive()
+    assert result == [8]
+    assert set(ProductionOrder.objects.values_list("status", flat=True)) == {"done"}
+    assert ProductionOutboxEvent.objects.filter(type=events.COMPLETED).count() == 2

@@ -1,6 +1,6 @@
 """The production service end to end through real processes: the monolith's web (orders placed
 through the shop API and confirmed through the CRM API), the legacy CDC engine publishing
-shop.order.* from the shared database, and mes_production's consumer group, stage runner, outbox
+shop.order.* from the shared database, and mes_production's consumer group, stage runners, outbox
 relay and web process, each started as SERVICE=mes_production commands (mes_production/processes.py).
 
 Every confirmed order gets one production order in the production database, which runs through
@@ -210,6 +210,8 @@ def test_confirmed_orders_are_produced_once_despite_kill9_of_consumer_and_stage_
     stages_at_kill = stages_written(traffic.order_ids)
     assert traffic.is_alive() and len(traffic.order_ids) < ORDERS, "both kills land while orders flow"
     time.sleep(2 * STAGE_SECONDS)  # orders fall due while no runner is up
+    # Two runners from here on: they share the orders and never move one twice.
+    production_service.start("stages")
     production_service.start("stages")
 
     order_ids = traffic.finish()
