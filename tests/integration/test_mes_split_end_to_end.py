@@ -260,7 +260,7 @@ def test_every_order_is_done_once_through_the_proxy_despite_kill9_of_production_
     catalogue_capture: CdcProcess,
 ) -> None:
     began = time.monotonic()
-    # The monolith's world: a product with options, an active rule, a customer, staff, and the key
+    # The monolith's world: a product with options, an active rule, customers, staff, and the key
     # the legacy shop presents to the pricing service. Rules and keys are the pricing slice's tables:
     # copied to the pricing database as the toolkit's backfill would; the cost data comes from the
     # catalogue capture through the pricing service's consumer.
