@@ -13,15 +13,13 @@ A thread looks up the confirmed orders' rows every 2 ms (20 ms behind a backlog 
 "visible" latencies include that polling; "created_at" ones are from the row's own creation time
 (its transaction commits just after). Orders still missing at the deadline are counted apart.
 
-`order_to_production_latency()` expects Django set up on fresh, migrated databases (as __main__
-does: databases of its own, `<DB_NAME_PREFIX>bench_mes_production_latency_*`, dropped at the end)
-and uses a RabbitMQ vhost and replication slots of its own. __main__ ends with ONE line of JSON.
-Goal: split p99 < 100 ms.
+A part of bench/mes.py (run that): `order_to_production_latency()` expects Django set up on fresh,
+migrated databases (bench/mes.py's own, dropped at the end) and uses a RabbitMQ vhost and
+replication slots of its own. Goal: split p99 < 100 ms.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -352,29 +350,3 @@ def order_to_production_latency() -> dict[str, Any]:
     result["goal_split_p99_under_100ms"] = split["complete"] and split["p99_ms"] < GOAL_P99_MS
     result["load_average_at_end"] = os.getloadavg()[0]
     return result
-
-
-def main() -> None:
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from harness.django_bootstrap import bench_django_start
-
-    prefix = bench_django_start("mes_production_latency")
-    from harness.own_databases import own_databases
-
-    started = time.monotonic()
-    say(f"fresh databases {prefix}* (dropped at the end)")
-    with own_databases(prefix):
-        result = order_to_production_latency()
-    print(
-        json.dumps(
-            {
-                "bench": "mes_production_latency",
-                **result,
-                "total_seconds": round(time.monotonic() - started, 1),
-            }
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()
