@@ -1,6 +1,6 @@
 """Pricing API credentials: "X-API-Key: <key>", stored hashed (legacy's hash, so keys moved from the
 monolith keep working); requests throttled per key across every instance (mes_pricing.rate_limits),
-and failed attempts throttled per client address and key prefix (mes_pricing.key_attempts).
+and failed attempts throttled per client address and key prefix (ops.key_attempts).
 
 Other public APIs of the pricing process (the deprecated production-order reads) reuse
 ApiKeyAuthentication, HasApiKey and ApiKeyRateThrottle.
@@ -13,15 +13,15 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
-from mes_pricing.key_attempts import (
+from mes_pricing.models import ApiKey, hash_api_key
+from mes_pricing.rate_limits import Rate, rate_limit_hit
+from ops.key_attempts import (
     FailureBounds,
     KeyAttempt,
     client_address,
     key_attempt_failed,
     key_attempt_wait_seconds,
 )
-from mes_pricing.models import ApiKey, hash_api_key
-from mes_pricing.rate_limits import Rate, rate_limit_hit
 
 # Bounds what a client can make the service hash and count; real keys are 43 characters.
 MAX_KEY_LENGTH = 256

@@ -1,5 +1,5 @@
 """External MES API credentials: "X-API-Key: <key>", stored hashed; throttled per key, and failed
-attempts throttled per client address and key prefix (see legacy.mes.key_attempts)."""
+attempts throttled per client address and key prefix (see ops.key_attempts)."""
 
 from typing import Any
 
@@ -7,14 +7,14 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
-from legacy.mes.key_attempts import (
+from legacy.mes.models import ApiKey, hash_api_key
+from ops.key_attempts import (
     FailureBounds,
     KeyAttempt,
     client_address,
     key_attempt_failed,
     key_attempt_wait_seconds,
 )
-from legacy.mes.models import ApiKey, hash_api_key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -79,7 +79,7 @@ def api_key_failures_forget() -> None:
     from django_redis import get_redis_connection
 
     redis = get_redis_connection("default")
-    stale = list(redis.scan_iter(f"{connection.settings_dict['NAME']}:*:mes-key-failures:*"))
+    stale = list(redis.scan_iter(f"{connection.settings_dict['NAME']}:*:api-key-failures:*"))
     if stale:
         redis.delete(*stale)
 

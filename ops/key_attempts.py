@@ -1,9 +1,12 @@
-"""Failed MES API-key attempts, counted in the shared cache per client address and per presented
-key prefix, so that guessing keys is slowed down across every web process of the monolith.
+"""Failed API-key attempts, counted in the shared cache per client address and per presented key
+prefix, so that guessing keys is slowed down across every process of a service (the monolith's MES
+API and the pricing service both use it, each with its own cache key prefix).
 
 Counters live in fixed windows (MES_API_KEY_FAILURE_WINDOW_SECONDS): cheap (one read per request,
 one increment per failure) and the same for every process. A client past a bound is refused
-until its window ends, which is what Retry-After says.
+until its window ends, which is what Retry-After says. The client's address is the peer's, or the
+forwarded one when the peer is a trusted proxy (LEGACY_TRUSTED_PROXIES: the strangler proxy's
+place).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from functools import cache
 from django.conf import settings
 from django.core.cache import cache as shared_cache
 
-from legacy.mes.models import API_KEY_PREFIX_LENGTH
+# The first characters of a key, stored in clear beside its hash by both services (their ApiKey.prefix).
+API_KEY_PREFIX_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,8 @@ def _counter_keys(attempt: KeyAttempt, window: int) -> dict[str, str]:
     # The prefix is whatever the client sent: hashed, it is a safe cache key of fixed length.
     prefix = hashlib.sha256(attempt.prefix.encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return {
-        "address": f"mes-key-failures:address:{attempt.address}:{window}",
-        "prefix": f"mes-key-failures:prefix:{prefix}:{window}",
+        "address": f"api-key-failures:address:{attempt.address}:{window}",
+        "prefix": f"api-key-failures:prefix:{prefix}:{window}",
     }
 
 

@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from legacy.mes.key_attempts import KeyAttempt, client_address
+from ops.key_attempts import KeyAttempt, client_address
 
 
 @override_settings(LEGACY_TRUSTED_PROXIES=["127.0.0.1/32", "10.0.0.0/8"])
