@@ -7,6 +7,7 @@ outbox table, relayed as they are) needs no registration.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,22 @@ from cdc.translation import Translator, row_change_translate
 from config.routers import database_alias
 
 OUTBOX_PREFIX = "outbox"
+SLOT_NAME_MAX = 63  # PostgreSQL's identifier limit
+
+
+def default_slot_name(base: str, *, database: str) -> str:
+    """`<DB_NAME_PREFIX><base>` for the logical database `database`. Slots belong to the server and
+    databases do not: a copy of the database under another name (a test run's `test_legacy` beside
+    the developer's `legacy`) gets a suffix from its name, so that two copies never fight over one
+    slot; the usual database keeps the plain name. Names past PostgreSQL's limit are shortened with
+    a hash of the whole."""
+    slot = f"{settings.DB_NAME_PREFIX}{base}".lower()
+    actual = str(settings.DATABASES[database_alias(database)]["NAME"])
+    if actual != f"{settings.DB_NAME_PREFIX}{database}":
+        slot = f"{slot}_{hashlib.sha1(actual.encode()).hexdigest()[:6]}"
+    if len(slot) > SLOT_NAME_MAX:
+        slot = f"{slot[: SLOT_NAME_MAX - 9]}_{hashlib.sha1(slot.encode()).hexdigest()[:8]}"
+    return slot
 
 
 class UnknownCapture(LookupError):
@@ -69,7 +86,7 @@ def capture_load(name: str) -> Capture:
 def capture_engine_config(capture: Capture) -> EngineConfig:
     """The engine of a registered capture; slot, publication, offset table and topic prefix come
     from the CDC_* settings when set, else are named after the capture."""
-    slot = settings.CDC_SLOT_NAME or f"{settings.DB_NAME_PREFIX}cdc_{capture.name}".lower()
+    slot = settings.CDC_SLOT_NAME or default_slot_name(f"cdc_{capture.name}", database=capture.database)
     return EngineConfig(
         name=capture.name,
         target=CaptureTarget(
@@ -110,7 +127,7 @@ def outbox_engine_config(*, database: str, table: str) -> EngineConfig:
     if database not in settings.DATABASE_NAMES:
         raise ValueError(f"database {database!r} is not one of {', '.join(settings.DATABASE_NAMES)}")
     suffix = f"{database}_{table}"
-    slot = settings.CDC_OUTBOX_SLOT_NAME or f"{settings.DB_NAME_PREFIX}cdc_outbox_{suffix}".lower()
+    slot = settings.CDC_OUTBOX_SLOT_NAME or default_slot_name(f"cdc_outbox_{suffix}", database=database)
     return EngineConfig(
         name=f"outbox-{suffix}",
         target=CaptureTarget(
