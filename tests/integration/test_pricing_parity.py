@@ -225,8 +225,10 @@ def test_quotes_are_the_monoliths_to_the_cent(parity_world: ParityWorld) -> None
         seen[legacy.status_code] = seen.get(legacy.status_code, 0) + 1
 
     each_case()
-    # The cases priced, and refused, on both sides: not only one kind of answer compared.
-    assert seen.get(200, 0) >= EXAMPLES // 3, seen
+    # The cases priced, and refused, on both sides: not only one kind of answer compared. About a
+    # third of the drawn cases price (19 to 25 of 62 seen): the bound is far below that, so that a
+    # random draw does not fail the run.
+    assert seen.get(200, 0) >= EXAMPLES // 8, seen
     assert seen.get(422, 0) >= 1, seen
 
 
