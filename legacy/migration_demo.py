@@ -218,8 +218,13 @@ class MigrationStory:
         ]
         syncs = [self.sync_start(group, env, name) for name in moved]
         for name in moved:  # dependents first; their syncs need a few seconds to start their engines
+            # Until a reverse stream runs, a rollback is refused (its marker did not arrive) or aborts
+            # within its freeze bound: both leave the slice as it was, so the operator tries again.
             self.retried(
-                env, ("migrate_data", "rollback", "--slice", name, "--to", "legacy"), "did not arrive", 60
+                env,
+                ("migrate_data", "rollback", "--slice", name, "--to", "legacy"),
+                ("did not arrive", "aborted"),
+                120,
             )
         for sync in syncs:
             sync.stop()
@@ -301,14 +306,16 @@ class MigrationStory:
             self.out.write("         " + output.strip().splitlines()[-1][:200] + "\n")
             self.entered(name, "legacy")
 
-    def retried(self, env: dict[str, str], args: tuple[str, ...], refusal: str, seconds: float) -> str:
-        """`manage.py ARGS`, again while it is refused with `refusal` (it changed nothing then)."""
+    def retried(
+        self, env: dict[str, str], args: tuple[str, ...], refusals: tuple[str, ...], seconds: float
+    ) -> str:
+        """`manage.py ARGS`, again while it is refused with one of `refusals` (it changed nothing then)."""
         deadline = time.monotonic() + seconds
         while True:
             try:
                 return self.manage(env, *args)
             except StoryFailed as exc:
-                if time.monotonic() > deadline or refusal not in str(exc):
+                if time.monotonic() > deadline or not any(refusal in str(exc) for refusal in refusals):
                     raise
                 time.sleep(3)
 
