@@ -18,9 +18,12 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as shared_cache
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 # The first characters of a key, stored in clear beside its hash by both services (their ApiKey.prefix).
 API_KEY_PREFIX_LENGTH = 8
@@ -116,3 +119,46 @@ def client_address(*, peer: str, forwarded_for: str | None) -> str:
         if not _is_trusted(hop, networks):
             break
     return address
+
+
+# Bounds what a client can make a service hash and count; real keys are 43 characters.
+MAX_KEY_LENGTH = 256
+
+
+class HashedApiKeyAuthentication(authentication.BaseAuthentication):
+    """ "X-API-Key: <key>" checked against stored hashes, behind the failed-attempt bounds above. A
+    service names how a key is found (`key_find`, by the raw key); the key needs an `active` flag."""
+
+    header = "X-API-Key"
+
+    def key_find(self, raw: str) -> Any | None:
+        raise NotImplementedError
+
+    def authenticate(self, request: Request) -> tuple[Any, str] | None:
+        raw = request.headers.get(self.header)
+        if raw is None:
+            return None
+        attempt = KeyAttempt.of(
+            address=client_address(
+                peer=request.META.get("REMOTE_ADDR", ""),
+                forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR"),
+            ),
+            raw_key=raw,
+        )
+        bounds = FailureBounds.from_settings()
+        # Checked before the key, so that past the bound even the right key tells a guesser nothing.
+        wait = key_attempt_wait_seconds(attempt=attempt, bounds=bounds)
+        if wait:
+            raise exceptions.Throttled(
+                wait=wait, detail="Too many wrong API keys from this address or with this key prefix."
+            )
+        key = self.key_find(raw) if len(raw) <= MAX_KEY_LENGTH else None
+        if key is None:
+            key_attempt_failed(attempt=attempt, bounds=bounds)
+            raise exceptions.AuthenticationFailed("The API key is not valid.")
+        if not key.active:
+            raise exceptions.PermissionDenied("The API key has been revoked.")
+        return key, raw
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.header

@@ -4,50 +4,16 @@ attempts throttled per client address and key prefix (see ops.key_attempts)."""
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, throttling
+from rest_framework import throttling
 from rest_framework.request import Request
 
 from legacy.mes.models import ApiKey, hash_api_key
-from ops.key_attempts import (
-    FailureBounds,
-    KeyAttempt,
-    client_address,
-    key_attempt_failed,
-    key_attempt_wait_seconds,
-)
+from ops.key_attempts import HashedApiKeyAuthentication
 
 
-class ApiKeyAuthentication(authentication.BaseAuthentication):
-    header = "X-API-Key"
-
-    def authenticate(self, request: Request) -> tuple[ApiKey, str] | None:
-        raw = request.headers.get(self.header)
-        if raw is None:
-            return None
-        attempt = KeyAttempt.of(
-            address=client_address(
-                peer=request.META.get("REMOTE_ADDR", ""),
-                forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR"),
-            ),
-            raw_key=raw,
-        )
-        bounds = FailureBounds.from_settings()
-        # Checked before the key, so that past the bound even the right key tells a guesser nothing.
-        wait = key_attempt_wait_seconds(attempt=attempt, bounds=bounds)
-        if wait:
-            raise exceptions.Throttled(
-                wait=wait, detail="Too many wrong API keys from this address or with this key prefix."
-            )
-        key = ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
-        if key is None:
-            key_attempt_failed(attempt=attempt, bounds=bounds)
-            raise exceptions.AuthenticationFailed("The API key is not valid.")
-        if not key.active:
-            raise exceptions.PermissionDenied("The API key has been revoked.")
-        return key, raw
-
-    def authenticate_header(self, request: Request) -> str:
-        return self.header
+class ApiKeyAuthentication(HashedApiKeyAuthentication):
+    def key_find(self, raw: str) -> ApiKey | None:
+        return ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
