@@ -104,3 +104,38 @@ MES_PRODUCTION_ORDERS_DEPRECATION_LINK = env.str(
     "MES_PRODUCTION_ORDERS_DEPRECATION_LINK",
     default="https://docs.example.com/mes/production-orders-deprecation",
 )
+
+# What Prometheus scrapes (`manage.py observability prometheus-config`): one job per process kind,
+# each process at its default address. Web processes serve /metrics on their HTTP port (the proxy
+# /_strangler/metrics); every worker on the METRICS_PORT given here (start it with that METRICS_PORT).
+# PROMETHEUS_SCRAPE_TARGETS (JSON, same shape) replaces the whole map.
+METRICS_HOST = env.str("METRICS_HOST", default="127.0.0.1")
+_WORKER_METRICS_PORTS = {
+    "legacy-celery": 9101,  # celery -A config worker -Q legacy,crm,mes
+    "cdc-legacy": 9102,  # SERVICE=cdc manage.py cdc run
+    "cdc-catalogue": 9103,  # SERVICE=cdc manage.py cdc run --capture catalogue
+    "consumer-legacy-orchestration": 9111,  # manage.py consume legacy-orchestration
+    "consumer-legacy-production-status": 9112,
+    "consumer-shop-production-status": 9113,  # SERVICE=shop
+    "consumer-crm": 9114,  # SERVICE=crm
+    "consumer-pricing-catalogue": 9115,  # SERVICE=mes_pricing
+    "consumer-pricing-production-orders": 9116,  # SERVICE=mes_pricing
+    "consumer-production": 9117,  # SERVICE=mes_production
+    "outbox-shop": 9121,  # SERVICE=shop manage.py cdc run --outbox --database shop --table shop_outbox
+    "outbox-crm": 9122,
+    "outbox-production": 9123,
+    "production-stages": 9131,  # SERVICE=mes_production manage.py production_stages
+    "migration-sync": 9141,  # manage.py migrate_data sync (its --metrics-port)
+}
+PROMETHEUS_SCRAPE_TARGETS = env.json(
+    "PROMETHEUS_SCRAPE_TARGETS",
+    default={
+        "proxy": {"targets": [f"{METRICS_HOST}:8080"], "metrics_path": "/_strangler/metrics"},
+        "legacy-web": {"targets": [f"{METRICS_HOST}:8000"]},
+        "shop-web": {"targets": [f"{METRICS_HOST}:8001"]},
+        "crm-web": {"targets": [f"{METRICS_HOST}:8002"]},
+        "pricing-web": {"targets": [f"{METRICS_HOST}:8003"]},
+        "production-web": {"targets": [f"{METRICS_HOST}:8004"]},
+        **{job: {"targets": [f"{METRICS_HOST}:{port}"]} for job, port in _WORKER_METRICS_PORTS.items()},
+    },
+)

@@ -35,6 +35,9 @@ STRANGLER_HEALTH_INTERVAL = env.float("STRANGLER_HEALTH_INTERVAL", default=2.0)
 # Callers allowed on internal routes: these networks, or a request carrying the internal token.
 STRANGLER_INTERNAL_NETWORKS = env.list("STRANGLER_INTERNAL_NETWORKS", default=[])
 STRANGLER_INTERNAL_TOKEN = env.str("STRANGLER_INTERNAL_TOKEN", default="")
+# Paths every backend serves to its Prometheus scraper only (which reads each process directly): the
+# proxy answers them, on any route and backend, to internal callers only, like its own /_strangler/metrics.
+STRANGLER_SCRAPER_ONLY_PATHS = env.list("STRANGLER_SCRAPER_ONLY_PATHS", default=["/metrics"])
 # Load balancers in front of the proxy whose X-Forwarded-For is kept (appended to); anyone else's is
 # replaced by the peer address.
 STRANGLER_TRUSTED_PROXIES = env.list("STRANGLER_TRUSTED_PROXIES", default=[])
@@ -47,3 +50,7 @@ STRANGLER_SHADOW_MAX_IN_FLIGHT = env.int("STRANGLER_SHADOW_MAX_IN_FLIGHT", defau
 STRANGLER_PLAN_FILE = env.path(
     "STRANGLER_PLAN_FILE", default=str(BASE_DIR / "legacy" / "migration_plan.yaml")
 )
+# A Prometheus server scraping every process (e.g. http://127.0.0.1:9090): the ops page reads the
+# sync and CDC lag that other processes export from it. Empty: those figures come from the control
+# database only (docs/observability-ops-page.md).
+STRANGLER_PROMETHEUS_URL = env.str("STRANGLER_PROMETHEUS_URL", default="")

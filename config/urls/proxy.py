@@ -1,13 +1,16 @@
 """Routes of the proxy process's own Django side, all under /_strangler/ (everything else is proxied):
-health and metrics, the staff API of the control plane, and the admin."""
+health and metrics, the staff API of the control plane, the admin and the staff ops page."""
 
 from django.contrib import admin
 from django.urls import include, path
+
+from strangler.views import ops_page
 
 urlpatterns = [
     path("_strangler/", include("ops.urls")),
     path("_strangler/api/", include("strangler.urls")),
     path("_strangler/admin/", admin.site.urls),
+    path("_strangler/ops/", ops_page, name="strangler-ops"),
 ]
 
 handler400 = "ops.errors.handler400"
