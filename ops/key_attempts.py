@@ -2,11 +2,14 @@
 prefix, so that guessing keys is slowed down across every process of a service (the monolith's MES
 API and the pricing service both use it, each with its own cache key prefix).
 
-Counters live in fixed windows (MES_API_KEY_FAILURE_WINDOW_SECONDS): cheap (one read per request,
-one increment per failure) and the same for every process. A client past a bound is refused
-until its window ends, which is what Retry-After says. The client's address is the peer's, or the
-forwarded one when the peer is a trusted proxy (LEGACY_TRUSTED_PROXIES: the strangler proxy's
-place).
+A client's failures are counted from its first one for MES_API_KEY_FAILURE_WINDOW_SECONDS (the
+counter's expiry starts with it, not at a clock boundary): cheap (one read per request, one
+increment per failure) and the same for every process. The failure that reaches a bound locks the
+address or prefix out for a whole window from that moment, which is what Retry-After says. Fixed
+clock windows (what this was before) reset every counter at each boundary: a guesser got a fresh
+allowance there, and a hundred wrong keys in a row could meet 401 again after the 429s began.
+The client's address is the peer's, or the forwarded one when the peer is a trusted proxy
+(LEGACY_TRUSTED_PROXIES: the strangler proxy's place).
 """
 
 from __future__ import annotations
@@ -56,37 +59,48 @@ class FailureBounds:
         )
 
 
-def _counter_keys(attempt: KeyAttempt, window: int) -> dict[str, str]:
+def _keys(attempt: KeyAttempt, kind: str) -> dict[str, str]:
+    """The cache keys of one attempt's address and prefix: `kind` is "failures" or "lockout"."""
     # The prefix is whatever the client sent: hashed, it is a safe cache key of fixed length.
     prefix = hashlib.sha256(attempt.prefix.encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return {
-        "address": f"api-key-failures:address:{attempt.address}:{window}",
-        "prefix": f"api-key-failures:prefix:{prefix}:{window}",
+        "address": f"api-key-{kind}:address:{attempt.address}",
+        "prefix": f"api-key-{kind}:prefix:{prefix}",
     }
 
 
 def key_attempt_wait_seconds(*, attempt: KeyAttempt, bounds: FailureBounds, now: float | None = None) -> int:
     """0 when this attempt may be checked; else the seconds until its address or prefix may try again."""
     now = time.time() if now is None else now
-    window = int(now // bounds.window_seconds)
-    keys = _counter_keys(attempt, window)
-    counts: Mapping[str, int] = shared_cache.get_many(list(keys.values())) or {}
-    over = (counts.get(keys["address"]) or 0) >= bounds.per_address or (
-        counts.get(keys["prefix"]) or 0
-    ) >= bounds.per_prefix
-    if not over:
-        return 0
-    return max(1, math.ceil((window + 1) * bounds.window_seconds - now))
+    lockouts: Mapping[str, float] = shared_cache.get_many(list(_keys(attempt, "lockout").values())) or {}
+    until = max(lockouts.values(), default=0.0)
+    return max(1, math.ceil(until - now)) if until > now else 0
+
+
+def _count_failure(key: str, window_seconds: int) -> int | None:
+    """One more failure on `key`'s counter, created with the window's expiry on the first one; the
+    count, or None while the cache is down (its errors are logged by django-redis)."""
+    for _ in range(2):
+        shared_cache.add(key, 0, timeout=window_seconds)
+        try:
+            # incr() is atomic in Redis and keeps the expiry: concurrent failures in several
+            # processes are all counted.
+            return shared_cache.incr(key)
+        except ValueError:
+            continue  # the counter expired between add() and incr(): start a new one
+    return None
 
 
 def key_attempt_failed(*, attempt: KeyAttempt, bounds: FailureBounds, now: float | None = None) -> None:
-    """Counts a key that matched no API key against the attempt's address and prefix."""
+    """Counts a key that matched no API key against the attempt's address and prefix; the failure
+    that reaches a bound locks that address or prefix out for a window from now."""
     now = time.time() if now is None else now
-    for key in _counter_keys(attempt, int(now // bounds.window_seconds)).values():
-        # add() only creates the counter (with its expiry); incr() is atomic in Redis, so
-        # concurrent failures in several processes are all counted.
-        shared_cache.add(key, 0, timeout=bounds.window_seconds + 1)
-        shared_cache.incr(key)
+    counters, lockouts = _keys(attempt, "failures"), _keys(attempt, "lockout")
+    for kind, bound in (("address", bounds.per_address), ("prefix", bounds.per_prefix)):
+        count = _count_failure(counters[kind], bounds.window_seconds)
+        if count is not None and count >= bound:
+            # add(): concurrent failures past the bound keep the first lockout's end.
+            shared_cache.add(lockouts[kind], now + bounds.window_seconds, timeout=bounds.window_seconds + 1)
 
 
 @cache
