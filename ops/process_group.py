@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +25,8 @@ import structlog
 
 logger = structlog.get_logger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# granian's own lines (startup, workers, shutdown) as JSON, like every other line (ops/logs.py).
+GRANIAN_LOG_CONFIG = PROJECT_ROOT / "config" / "granian_logging.json"
 
 
 _PR_SET_PDEATHSIG = 1
@@ -35,6 +37,15 @@ def _die_with_parent() -> None:
     killed test run or demo (even kill -9) does not leave servers or engines behind."""
     os.setsid()
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child_setup(nice: int) -> Callable[[], None]:
+    def setup() -> None:
+        _die_with_parent()
+        if nice:
+            os.nice(nice)
+
+    return setup
 
 
 def free_port() -> int:
@@ -62,6 +73,9 @@ class ManagedProcess:
     command: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    # Added to the child's niceness: background work (engines, consumers, relays) started beside
+    # the processes that answer requests on one small machine yields the CPU to them.
+    nice: int = 0
     popen: subprocess.Popen | None = None
 
     def start(self) -> ManagedProcess:
@@ -74,9 +88,9 @@ class ManagedProcess:
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(self.nice),
         )
-        logger.debug("process.started", name=self.name, pid=self.popen.pid)
+        logger.debug("process.started", name=self.name, pid=self.popen.pid, nice=self.nice)
         return self
 
     @property
@@ -182,6 +196,8 @@ def granian_wsgi_command(
         "--no-ws",
         "--log-level",
         "warning",
+        "--log-config",
+        str(GRANIAN_LOG_CONFIG),
         application,
     )
 
