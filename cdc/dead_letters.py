@@ -30,6 +30,8 @@ REASON_UNTRANSLATABLE = "untranslatable"
 REASON_SCHEMA_MISMATCH = "schema_mismatch"
 # Any other error a translator raised on this change's values (a bug, a missing lookup row).
 REASON_TRANSLATOR_ERROR = "translator_error"
+# Every reason reason_of gives: the engine creates each capture's dead-letter series at zero with them.
+REASONS = (REASON_UNTRANSLATABLE, REASON_SCHEMA_MISMATCH, REASON_TRANSLATOR_ERROR)
 # Errors raised by translating one change that say something about that change (its values, the
 # translator's code, a lookup it needs): retrying the batch would fail again the same way.
 POISON_ERRORS: tuple[type[Exception], ...] = (

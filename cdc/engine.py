@@ -26,22 +26,41 @@ import structlog
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.db.models import F
+from opentelemetry.trace import SpanKind
 from pydbzengine import BasePythonChangeHandler, DebeziumEngine
 
 from cdc import metrics
 from cdc.dead_letters import POISON_ERRORS, DeadLetter, dead_letters_store, record_events_checked
+from cdc.dead_letters import REASONS as DEAD_LETTER_REASONS
 from cdc.event_schemas import ValidatedEvents
+from cdc.event_tracing import event_attributes, span_continuing, span_traceparent
 from cdc.java_logging import java_logging_route
 from cdc.jvm import jvm_find, jvm_options
 from cdc.models import EngineState
-from cdc.records import RecordTranslate, captured_record_from_java, record_completed, record_position
+from cdc.records import (
+    CapturedRecord,
+    RecordTranslate,
+    captured_record_from_java,
+    record_completed,
+    record_position,
+)
 from cdc.replication import HEARTBEAT_TABLE, CaptureTarget, slot_check
 from cdc.transports import Event, Publisher
+from cdc.wal_trace import (
+    MESSAGE_DESTINATION_SUFFIX,
+    TraceContexts,
+    TraceMessage,
+    record_tx_id,
+    trace_message_read,
+)
+from cdc.wal_trace import MESSAGE_PREFIX as WAL_TRACE_PREFIX
+from ops import tracing
 
 logger = structlog.get_logger(__name__)
 
 TOPIC_NAME_MATCHES = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
 HEARTBEAT_SUFFIX = f".{HEARTBEAT_TABLE}"
+WAL_TRACE_PREFIX_PATTERN = re.escape(WAL_TRACE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,9 @@ def engine_properties(config: EngineConfig) -> dict[str, str]:
         "heartbeat.action.query": config.target.heartbeat_query(),
         "max.batch.size": str(settings.CDC_MAX_BATCH_SIZE),
         "max.queue.size": str(settings.CDC_MAX_QUEUE_SIZE),
+        # Logical decoding messages other than the trace context a write leaves (cdc/wal_trace.py)
+        # are not forwarded; those are read into the handler's transaction -> trace map.
+        "message.prefix.include.list": WAL_TRACE_PREFIX_PATTERN,
         "key.converter.schemas.enable": "false",
         "value.converter.schemas.enable": "false",
         "header.converter.schemas.enable": "false",
@@ -214,6 +236,7 @@ class PublishingHandler(BasePythonChangeHandler):
         translate: RecordTranslate,
         publisher: Publisher,
         with_headers: bool = False,
+        topic_prefix: str = "",
     ) -> None:
         self.engine_name = engine_name
         self.capture_name = capture_name
@@ -221,10 +244,16 @@ class PublishingHandler(BasePythonChangeHandler):
         self.translate = translate
         self.publisher = publisher
         self.with_headers = with_headers
+        # Debezium's destination of logical decoding messages (the trace context of transactions).
+        self.message_destination = f"{topic_prefix}{MESSAGE_DESTINATION_SUFFIX}"
+        self.trace_contexts = TraceContexts()
         self.last_success = 0.0
         self._state_lock = threading.Lock()
         self._last: dict[str, Any] | None = None
         self._unsaved_events = 0
+        # Dead-letter series exist from the start at zero: an `increase()` sees the first letter.
+        for reason in DEAD_LETTER_REASONS:
+            metrics.DEAD_LETTERS.labels(capture_name, reason)
 
     def handleJsonBatch(self, records: Sequence[Any]) -> None:
         started = time.monotonic()
@@ -260,25 +289,69 @@ class PublishingHandler(BasePythonChangeHandler):
 
     def _translate(self, records: Sequence[Any]) -> tuple[ValidatedEvents, list[DeadLetter]]:
         """The batch's events in order, each checked against its schema once (the publisher does
-        not check them again), and the changes that could not become valid events."""
-        parts: list[ValidatedEvents] = []
-        letters: list[DeadLetter] = []
+        not check them again), and the changes that could not become valid events. Trace context
+        messages are read first, so rows before their transaction's message find it too."""
+        # Records in stream order: a row change, or a trace context message (never a domain event).
+        stream: list[tuple[Any, CapturedRecord] | TraceMessage] = []
         for java_record in records:
             record = captured_record_from_java(java_record, with_headers=self.with_headers)
             if record.destination.endswith(HEARTBEAT_SUFFIX):
                 continue
-            try:
-                parts.append(record_events_checked(self.translate, record))
-            except POISON_ERRORS as error:
-                letters.append(
-                    DeadLetter(
-                        capture=self.capture_name,
-                        engine=self.engine_name,
-                        record=record_completed(record, java_record),
-                        error=error,
+            if record.destination == self.message_destination:
+                message = trace_message_read(record.value)
+                if message is not None:
+                    self.trace_contexts.remember(message.tx_id, message.traceparent)
+                    stream.append(message)
+                continue
+            stream.append((java_record, record))
+        parts: list[ValidatedEvents] = []
+        letters: list[DeadLetter] = []
+        for item in stream:
+            if isinstance(item, TraceMessage):
+                self.trace_contexts.advance(item.tx_id, item.traceparent)
+                continue
+            java_record, record = item
+            parent = self._trace_parent(record)
+            with span_continuing(
+                f"cdc {self.capture_name}",
+                traceparent=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={"cdc.capture": self.capture_name, "cdc.destination": record.destination},
+            ) as span:
+                try:
+                    events = record_events_checked(self.translate, record)
+                except POISON_ERRORS as error:
+                    if span is not None:
+                        tracing.record_failure(span, error)
+                    letters.append(
+                        DeadLetter(
+                            capture=self.capture_name,
+                            engine=self.engine_name,
+                            record=record_completed(record, java_record),
+                            error=error,
+                        )
                     )
-                )
+                    continue
+                # Each event continues the trace: the publisher's span becomes its child.
+                carried = span_traceparent(span) or parent
+                for event in events:
+                    if carried:
+                        event["traceparent"] = carried
+                    if span is not None:
+                        span.set_attributes(event_attributes(event))
+                    # Inside the change's span: the line carries its trace_id (LOG_LEVEL=DEBUG).
+                    logger.debug("cdc.change_translated", event_type=event["type"], event_id=event["id"])
+            parts.append(events)
         return ValidatedEvents.joined(parts), letters
+
+    def _trace_parent(self, record: CapturedRecord) -> str | None:
+        """The trace the change belongs to: an outbox row's own traceparent, else the one its
+        transaction left in the WAL; None when neither (a new trace, or the id-derived one)."""
+        if self.with_headers:
+            return str(record.headers.get("traceparent") or "") or None
+        if not len(self.trace_contexts):
+            return None
+        return self.trace_contexts.traceparent_of(record_tx_id(record.value))
 
     def _remember(self, events: Sequence[Event], position: str) -> None:
         for event_type, count in Counter(event["type"] for event in events).items():
@@ -330,6 +403,7 @@ def publishing_handler_factory(
             translate=translate,
             publisher=publisher_factory(),
             with_headers=config.outbox,
+            topic_prefix=config.topic_prefix,
         )
 
     return handler
@@ -460,10 +534,31 @@ class EngineSupervisor:
             finally:
                 close_old_connections()
 
+    def _outbox_backlog_measure(self) -> None:
+        """Outbox rows written after the commit of the last row this relay published: not yet
+        relayed (every row when it has published none)."""
+        last_committed = (
+            EngineState.objects.filter(name=self.config.name)
+            .values_list("last_committed_at", flat=True)
+            .first()
+        )
+        target = self.config.target
+        for table in target.tables:
+            connection = connections[target.database_alias]
+            query = f"SELECT count(*) FROM {connection.ops.quote_name(table)}"
+            with connection.cursor() as cursor:
+                if last_committed is None:
+                    cursor.execute(query)
+                else:
+                    cursor.execute(f"{query} WHERE created_at > %s", [last_committed])
+                metrics.OUTBOX_BACKLOG_ROWS.labels(table).set(cursor.fetchone()[0])
+
     def _monitor_slot(self) -> None:
         while not self._stopping.wait(settings.CDC_SLOT_CHECK_INTERVAL_SECONDS):
             try:
                 slot_check(self.config.target, max_retained_bytes=settings.CDC_MAX_RETAINED_WAL_BYTES)
+                if self.config.outbox:
+                    self._outbox_backlog_measure()
             except Exception:
                 logger.exception("cdc.slot_check_failed", slot=self.config.target.slot_name)
             finally:

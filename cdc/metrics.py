@@ -26,6 +26,11 @@ SLOT_RETAINED_WAL_ALERT = Gauge(
     "1 when the slot retains more WAL than CDC_MAX_RETAINED_WAL_BYTES",
     ["slot"],
 )
+OUTBOX_BACKLOG_ROWS = Gauge(
+    "outbox_backlog_rows",
+    "Outbox rows written after the commit of the last row the relay published (not yet relayed)",
+    ["table"],
+)
 DEAD_LETTERS = Counter(
     "cdc_dead_letters_total",
     "Changes stored as dead letters instead of stopping the stream, by capture and reason",

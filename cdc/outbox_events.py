@@ -22,7 +22,10 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from cdc.consuming.envelope import EVENT_TYPE_PATTERN
+from cdc.contract import subject_of
+from cdc.event_tracing import span_continuing, span_traceparent, subject_attributes
 from config.routers import model_database_alias
+from ops import tracing
 
 logger = structlog.get_logger(__name__)
 
@@ -74,8 +77,9 @@ def outbox_write(
     """Adds one event to the outbox, in the caller's open transaction (refused outside one).
 
     `event_type` is versioned (`sales.invoice.paid.v1`); `payload` must be a JSON object of plain
-    values (ids, strings, numbers; decimals as strings). `traceparent` defaults to the one bound to
-    the current log context (an incoming request's or event's).
+    values (ids, strings, numbers; decimals as strings). `traceparent` defaults to the write's own
+    span (a child of the current one) when tracing is on, else to the current span's or the one
+    bound to the log context (an incoming request's or event's); the relay continues it.
     """
     model = outbox or outbox_model()
     using = model_database_alias(model)
@@ -94,16 +98,32 @@ def outbox_write(
         json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise OutboxPayloadError(f"the payload of {event_type} is not plain JSON: {exc}") from exc
-    if traceparent is None:
-        traceparent = str(structlog.contextvars.get_contextvars().get("traceparent") or "")
-    event = model._default_manager.using(using).create(
-        aggregatetype=aggregate_type,
-        aggregateid=str(aggregate_id),
-        type=event_type,
-        payload=dict(payload),
-        traceparent=traceparent,
-        created_at=at or timezone.now(),
-    )
+    subject = subject_of(aggregate_type, aggregate_id)
+    with span_continuing(
+        f"outbox write {event_type}",
+        traceparent=None,  # a child of the current span
+        attributes={
+            "cloudevents.event_type": event_type,
+            "outbox.table": model._meta.db_table,
+            **subject_attributes(subject),
+        },
+    ) as span:
+        if traceparent is None:
+            traceparent = (
+                span_traceparent(span)
+                or tracing.current_traceparent()
+                or str(structlog.contextvars.get_contextvars().get("traceparent") or "")
+            )
+        event = model._default_manager.using(using).create(
+            aggregatetype=aggregate_type,
+            aggregateid=str(aggregate_id),
+            type=event_type,
+            payload=dict(payload),
+            traceparent=traceparent,
+            created_at=at or timezone.now(),
+        )
+        if span is not None:
+            span.set_attribute("cloudevents.event_id", str(event.id))
     logger.info(
         "outbox.written", event_id=str(event.id), event_type=event_type, aggregate_id=str(aggregate_id)
     )

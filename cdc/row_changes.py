@@ -47,9 +47,9 @@ class RowChange:
 
 def row_change_from_envelope(value: str | bytes | dict[str, Any]) -> RowChange | None:
     """Reads a Debezium JSON envelope (schemas off); None for records that are not row changes
-    (heartbeats, transaction markers, tombstones)."""
+    (heartbeats, transaction markers, tombstones, logical decoding messages: op "m")."""
     envelope = json.loads(value) if isinstance(value, str | bytes) else value
-    if not isinstance(envelope, dict) or "op" not in envelope:
+    if not isinstance(envelope, dict) or "op" not in envelope or envelope["op"] == "m":
         return None
     source = envelope.get("source") or {}
     micros = source.get("ts_us") or (source.get("ts_ms") or envelope.get("ts_ms") or 0) * 1000

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import structlog
 from django.db import connections, transaction
 
+from cdc.event_tracing import span_continuing
 from config.routers import model_database_alias
 from mes_production import events
 from mes_production.exceptions import ShopOrderUnknown
@@ -128,12 +129,22 @@ def production_stages_advance_due(*, now: datetime, stage_seconds: float, limit:
                 continue
             previous = production.status
             production.status = STAGE_SEQUENCE[STAGE_SEQUENCE.index(ProductionStatus(previous)) + 1]
-            production.updated_at = now
-            production.save(update_fields=["status", "updated_at"])
-            ProductionStage.objects.create(production_order=production, status=production.status, at=now)
-            events.stage_changed_write(production=production, previous_stage=previous, at=now)
-            if production.status == ProductionStatus.DONE:
-                events.completed_write(production=production, at=now)
+            # A trace per step (the runner's rounds start no request's trace); its events continue it.
+            with span_continuing(
+                "production stage advance",
+                traceparent=None,
+                attributes={
+                    "order.id": str(production.order_id),
+                    "production_order.id": str(production.id),
+                    "production.stage": str(production.status),
+                },
+            ):
+                production.updated_at = now
+                production.save(update_fields=["status", "updated_at"])
+                ProductionStage.objects.create(production_order=production, status=production.status, at=now)
+                events.stage_changed_write(production=production, previous_stage=previous, at=now)
+                if production.status == ProductionStatus.DONE:
+                    events.completed_write(production=production, at=now)
             advances.append(Advance(production.id, production.order_id, previous, production.status))
     for advance in advances:
         logger.info(

@@ -16,6 +16,7 @@ from datetime import datetime
 import structlog
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
+from prometheus_client import Counter
 
 from mes_production.selectors import production_next_due
 from mes_production.services import production_stages_advance_due
@@ -24,6 +25,9 @@ logger = structlog.get_logger(__name__)
 
 # A failed round (the database went away) is tried again after this long.
 ERROR_PAUSE_SECONDS = 1.0
+
+
+STAGES_ADVANCED = Counter("production_stages_advanced_total", "Production order stages advanced")
 
 
 def stage_runner_run(
@@ -49,6 +53,7 @@ def stage_runner_run(
                     now=clock(), stage_seconds=stage_seconds, limit=batch_size
                 )
                 advanced += len(done)
+                STAGES_ADVANCED.inc(len(done))
                 if len(done) < batch_size or stop.is_set():
                     break
             next_due = production_next_due(stage_seconds=stage_seconds)

@@ -28,7 +28,6 @@ from migrations.steps import StepRefused
 logger = structlog.get_logger(__name__)
 
 DIRECTIONS = ("forward", "reverse")
-POLL_INTERVAL_MS = 10  # Debezium's default 500 ms would add half a second of lag
 HEARTBEAT_INTERVAL_MS = 500  # keeps an idle stream's lag current and its slot advancing
 SLOT_POLL_SECONDS = 0.5  # how often the sync looks for the reverse slot appearing or going
 
@@ -46,7 +45,6 @@ def stream_engine_config(slice_: Slice, direction: str) -> EngineConfig:
         topic_prefix=slot,
         extra_properties=(
             ("snapshot.mode", "no_data"),
-            ("poll.interval.ms", str(POLL_INTERVAL_MS)),
             ("heartbeat.interval.ms", str(HEARTBEAT_INTERVAL_MS)),
         ),
     )

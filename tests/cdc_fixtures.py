@@ -237,6 +237,36 @@ def engine_process(
         engine.stop()
 
 
+@contextlib.contextmanager
+def mes_production_outbox_relay(
+    live_env: dict[str, str], *, amqp_url: str, worker_id: str, tag: str, **extra: str
+) -> Iterator[CdcProcess]:
+    """mes_production's outbox relay as its processes module runs it (`SERVICE=mes_production
+    manage.py cdc run --outbox --database production --table production_outbox`), on a slot of the
+    test's own, publishing to `amqp_url`; `extra` adds to its environment. The caller has unblocked
+    database access."""
+    from cdc.captures import outbox_engine_config
+    from harness.engine_slot import engine_on_slot
+    from mes_production.processes import OUTBOX_DATABASE, OUTBOX_TABLE
+
+    config = engine_on_slot(
+        outbox_engine_config(database=OUTBOX_DATABASE, table=OUTBOX_TABLE), slot=unique_name(worker_id, tag)
+    )
+    name = config.target.slot_name
+    env = cdc_child_env(
+        live_env,
+        config,
+        SERVICE="mes_production",
+        CDC_AMQP_URL=amqp_url,
+        CDC_OUTBOX_SLOT_NAME=name,
+        CDC_OUTBOX_PUBLICATION_NAME=name,
+        **extra,
+    )
+    args = ("--outbox", "--database", OUTBOX_DATABASE, "--table", OUTBOX_TABLE)
+    with engine_process(config, env, tag=f"{tag}-outbox", args=args) as relay:
+        yield relay
+
+
 @pytest.fixture(scope="session")
 def cdc_config(worker_id: str) -> EngineConfig:
     return legacy_capture_config(worker_id, "rmq")

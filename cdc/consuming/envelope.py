@@ -26,6 +26,7 @@ class MalformedEvent(Exception):
     NOT_CLOUDEVENT = "not_cloudevent"
     UNKNOWN_TYPE = "unknown_type"
     SCHEMA_MISMATCH = "schema_mismatch"
+    REASONS = (NOT_JSON, NOT_CLOUDEVENT, UNKNOWN_TYPE, SCHEMA_MISMATCH)
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")

@@ -23,6 +23,11 @@ HANDLER_LATENCY = Histogram(
     ["group", "event_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+QUEUE_MESSAGES_READY = Gauge(
+    "consumer_queue_messages_ready",
+    "Messages ready in the group's broker queues (partition queues: consumer lag; .dead-letter: unresolved)",
+    ["group", "queue"],
+)
 PARTITIONS_ACTIVE = Gauge(
     "consumer_partitions_active",
     "Partition queues on which this process is the active consumer (known from deliveries)",

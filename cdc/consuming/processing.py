@@ -23,13 +23,18 @@ from typing import Any
 
 import structlog
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections, transaction
+from opentelemetry.trace import SpanKind
 
 from cdc.consuming import metrics
 from cdc.consuming.envelope import CloudEvent, MalformedEvent, cloudevent_parse, payload_build
 from cdc.consuming.groups import ConsumerGroup, Route
 from cdc.consuming.inbox import inbox_claim, inbox_claim_many, inbox_unclaim
+from cdc.event_tracing import failure_span, span_continuing, subject_attributes
+from ops import tracing
 
 logger = structlog.get_logger(__name__)
+# The dead-letter reason of an event whose handler failed every attempt (others: MalformedEvent's).
+HANDLER_FAILED = "handler_failed"
 
 EXCEPTION_TEXT_LIMIT = 2000
 
@@ -97,6 +102,11 @@ class EventProcessor:
         self.group = group
         self.retry = retry
         self.database = group.database()
+        # Failure series exist from the start at zero: `increase()` sees the first retry or dead letter.
+        for event_type in group.routes:
+            metrics.FAILED.labels(group.name, event_type)
+        for reason in (*MalformedEvent.REASONS, HANDLER_FAILED):
+            metrics.DEAD_LETTERED.labels(group.name, reason)
 
     def process_batch(
         self, bodies: Sequence[bytes], *, wait: Wait, stopping: Callable[[], bool] = lambda: False
@@ -183,7 +193,7 @@ class EventProcessor:
         try:
             event = cloudevent_parse(body)
         except MalformedEvent as exc:
-            return self._dead_letter(exc.reason, exc.detail, attempts=0, event=None)
+            return self._dead_letter(exc.reason, exc.detail, attempts=0, event=None, error=exc)
         with self._context(event):
             if not self.group.subscribes_to(event.type):
                 # Only on Kafka, where one topic carries every type: not ours, not an error.
@@ -192,7 +202,7 @@ class EventProcessor:
                 route = self.group.route(event.type)
                 payload = payload_build(route.payload_type, event.data)
             except MalformedEvent as exc:
-                return self._dead_letter(exc.reason, exc.detail, attempts=0, event=event)
+                return self._dead_letter(exc.reason, exc.detail, attempts=0, event=event, error=exc)
         return _Ready(event=event, route=route, payload=payload)
 
     def _context(self, event: CloudEvent) -> Any:
@@ -202,6 +212,9 @@ class EventProcessor:
             event_type=event.type,
             subject=event.subject,
             traceparent=event.traceparent,
+            # The event's trace on every line of its handling, with tracing off too (inside the
+            # handling's span, ops.tracing.add_trace_ids puts that span's ids instead).
+            trace_id=tracing.trace_id_of(event.traceparent),
         )
 
     def _apply(self, ready: _Ready, *, claimed: bool | None = None) -> Verdict:
@@ -221,13 +234,37 @@ class EventProcessor:
                     at=datetime.now(UTC),
                 )
             if claimed:
-                ready.route.handler(ready.payload, event)
-                logger.debug("consumer.event_handled")
+                with self._span(event):
+                    ready.route.handler(ready.payload, event)
+                    logger.debug("consumer.event_handled")
             else:
                 logger.info("consumer.duplicate_skipped")
         if claimed:
             metrics.HANDLER_LATENCY.labels(self.group.name, event.type).observe(time.perf_counter() - started)
         return Verdict(Verdict.ACK, outcome="handled" if claimed else "duplicate", attempts=1, event=event)
+
+    def _span(self, event: CloudEvent) -> Any:
+        """The CONSUMER span of one handling, continuing the event's trace; an exception leaving
+        the handler marks it failed (ops.tracing.record_failure)."""
+        return span_continuing(
+            f"consume {self.group.name}",
+            traceparent=event.traceparent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": self.group.name,
+                **self._event_attributes(event),
+            },
+        )
+
+    @staticmethod
+    def _event_attributes(event: CloudEvent) -> dict[str, str]:
+        return {
+            "messaging.message.id": event.id,
+            "cloudevents.event_id": event.id,
+            "cloudevents.event_type": event.type,
+            **subject_attributes(event.subject),
+        }
 
     def _retry(self, ready: _Ready, wait: Wait, *, failures: int) -> Verdict:
         """Handles one message alone until it succeeds, runs out of attempts, or the consumer stops."""
@@ -251,10 +288,11 @@ class EventProcessor:
                 if attempt >= self.retry.max_attempts:
                     with self._context(ready.event):
                         return self._dead_letter(
-                            "handler_failed",
+                            HANDLER_FAILED,
                             f"{type(exc).__name__}: {exc}",
                             attempts=attempt,
                             event=ready.event,
+                            error=exc,
                         )
                 continue
             return Verdict(verdict.action, outcome=verdict.outcome, attempts=attempt + 1, event=ready.event)
@@ -265,7 +303,15 @@ class EventProcessor:
             logger.warning("consumer.handler_failed", attempt=attempt, exc_info=exc)
         return attempt
 
-    def _dead_letter(self, reason: str, detail: str, *, attempts: int, event: CloudEvent | None) -> Verdict:
+    def _dead_letter(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        attempts: int,
+        event: CloudEvent | None,
+        error: BaseException | None = None,
+    ) -> Verdict:
         logger.error(
             "consumer.dead_lettered",
             consumer_group=self.group.name,
@@ -273,6 +319,18 @@ class EventProcessor:
             detail=detail[:EXCEPTION_TEXT_LIMIT],
             attempts=attempts,
         )
+        if error is not None:  # in the event's trace when it names one, else a trace of its own
+            failure_span(
+                f"dead-letter {self.group.name}",
+                traceparent=event.traceparent if event else None,
+                error=error,
+                attributes={
+                    "messaging.consumer.group.name": self.group.name,
+                    "consumer.dead_letter_reason": reason,
+                    "consumer.attempts": attempts,
+                    **(self._event_attributes(event) if event else {}),
+                },
+            )
         return Verdict(
             Verdict.DEAD_LETTER,
             outcome="dead_lettered",

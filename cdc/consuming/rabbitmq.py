@@ -252,10 +252,14 @@ class RabbitMQConsumer:
         )
 
     def _rebalance(self, session: _Session) -> None:
-        members = max(
-            session.admin.queue_declare(queue=name, passive=True).consumer_count
-            for name in self.topology.partition_queues
-        )
+        members = 0
+        for name in [*self.topology.partition_queues, self.topology.dead_letter]:
+            declared = session.admin.queue_declare(queue=name, passive=True)
+            # Messages waiting in the broker: the group's lag (and, on its dead-letter queue, what
+            # was dead-lettered and not yet dealt with).
+            metrics.QUEUE_MESSAGES_READY.labels(self.group.name, name).set(declared.message_count)
+            if name != self.topology.dead_letter:
+                members = max(members, declared.consumer_count)
         share = math.ceil(self.topology.partitions / max(members, 1))
         active = sorted(p for p, s in session.subscriptions.items() if s.active)
         for partition in active[share:]:

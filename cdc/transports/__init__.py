@@ -9,11 +9,16 @@ raises, and the engine does not commit the batch (it is read again after a resta
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+from opentelemetry.trace import SpanKind
 
 from cdc.contract import TRANSPORT_KAFKA, TRANSPORT_RABBITMQ, TRANSPORTS
 from cdc.event_schemas import ValidatedEvents, events_validated
+from cdc.event_tracing import event_attributes, span_start, span_traceparent
+from ops import tracing
 
 Event = dict[str, Any]
 
@@ -34,6 +39,45 @@ def encode_events(events: Sequence[Event]) -> list[bytes]:
     if not isinstance(events, ValidatedEvents):
         events = events_validated(events)
     return [json.dumps(event, separators=(",", ":")).encode() for event in events]
+
+
+@contextmanager
+def publish_spans(events: Sequence[Event], *, system: str, destination: str) -> Iterator[None]:
+    """A PRODUCER span per event, child of the traceparent the event carries, for the time the
+    batch takes to be confirmed; each event's traceparent becomes its span's, so a consumer
+    continues from the publish. A failure marks every span of the batch. Nothing when tracing is off."""
+    if not events or not tracing.enabled():
+        yield
+        return
+    spans = []
+    for event in events:
+        span = span_start(
+            f"publish {destination}",
+            traceparent=event.get("traceparent"),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": system,
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": destination,
+                "messaging.message.id": str(event.get("id") or ""),
+                **event_attributes(event),
+            },
+        )
+        carried = span_traceparent(span)
+        if carried:
+            event["traceparent"] = carried
+        spans.append(span)
+    try:
+        yield
+    except BaseException as error:
+        for span in spans:
+            if span is not None:
+                tracing.record_failure(span, error)
+        raise
+    finally:
+        for span in spans:
+            if span is not None:
+                span.end()
 
 
 def publisher_from_settings(*, transport: str | None = None) -> Publisher:

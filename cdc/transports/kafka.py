@@ -10,7 +10,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.contract import AGGREGATE_ID_HEADER, MESSAGE_CONTENT_TYPE
-from cdc.transports import Event, PublishError, encode_events
+from cdc.transports import Event, PublishError, encode_events, publish_spans
 
 logger = structlog.get_logger(__name__)
 
@@ -39,6 +39,10 @@ class KafkaPublisher:
         return self._producer
 
     def publish_batch(self, events: Sequence[Event]) -> None:
+        with publish_spans(events, system="kafka", destination=self.topic):
+            self._publish_batch(events)
+
+    def _publish_batch(self, events: Sequence[Event]) -> None:
         bodies = encode_events(events)
         if not bodies:
             return

@@ -19,7 +19,7 @@ from amqp.serialization import dumps
 from kombu import Connection, Exchange
 
 from cdc.contract import AGGREGATE_ID_HEADER, MESSAGE_CONTENT_TYPE
-from cdc.transports import Event, PublishError, encode_events
+from cdc.transports import Event, PublishError, encode_events, publish_spans
 
 logger = structlog.get_logger(__name__)
 
@@ -74,6 +74,10 @@ class RabbitMQPublisher:
         return channel
 
     def publish_batch(self, events: Sequence[Event]) -> None:
+        with publish_spans(events, system="rabbitmq", destination=self.exchange.name):
+            self._publish_batch(events)
+
+    def _publish_batch(self, events: Sequence[Event]) -> None:
         bodies = encode_events(events)  # refuses the batch before anything is sent
         if not bodies:
             return

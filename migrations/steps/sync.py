@@ -76,18 +76,29 @@ def run(options: dict[str, Any], out: TextIO) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    out.write(
-        f"sync of slice {slice_.name}: {slice_.source_database} -> {slice_.target_database}"
-        f"{' (once)' if options['once'] else ''}"
+    # Run until stopped, the sync is a long-running process whose every line is a JSON log line;
+    # with --once it is an operator's command and also prints what it applied.
+    once = options["once"]
+    if once:
+        out.write(f"sync of slice {slice_.name}: {slice_.source_database} -> {slice_.target_database} (once)")
+    logger.info(
+        "sync.started",
+        slice=slice_.name,
+        source=slice_.source_database,
+        target=slice_.target_database,
+        once=once,
     )
-    logger.info("sync.started", slice=slice_.name, once=options["once"])
-    runner.run(once=options["once"])
+    runner.run(once=once)
     for direction in DIRECTIONS:
         progress = runner.streams[direction].progress
         if progress.batches:
-            out.write(f"{stream_name(slice_.name, direction)}: {progress.applied} changes applied")
+            stream = stream_name(slice_.name, direction)
+            logger.info("sync.stream_applied", slice=slice_.name, stream=stream, changes=progress.applied)
+            if once:
+                out.write(f"{stream}: {progress.applied} changes applied")
     logger.info("sync.stopped", slice=slice_.name)
-    out.write(f"sync of slice {slice_.name} stopped")
+    if once:
+        out.write(f"sync of slice {slice_.name} stopped")
 
 
 def _control_lag_report(slice_name: str) -> Any:

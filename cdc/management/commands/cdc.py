@@ -8,6 +8,7 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -33,6 +34,8 @@ from cdc.models import CaptureDeadLetter, EngineState
 from cdc.records import RecordTranslate
 from cdc.replication import capture_setup, capture_teardown, slot_check
 from cdc.transports import PublishError, publisher_from_settings
+
+logger = structlog.get_logger(__name__)
 
 
 def _mib(value: int | None) -> str:
@@ -141,7 +144,9 @@ class Command(BaseCommand):
         else:
             self._run(config, translate, no_setup=options["no_setup"])
 
-    def _setup(self, config: EngineConfig) -> None:
+    def _setup(self, config: EngineConfig, *, as_log: bool = False) -> None:
+        """`cdc setup` prints what it did for the operator; `cdc run`, a long-running process whose
+        every line is JSON, logs it."""
         try:
             done = capture_setup(config.target)
         except Exception as exc:
@@ -150,7 +155,10 @@ class Command(BaseCommand):
                 "Check that PostgreSQL runs with wal_level=logical and the user may replicate."
             ) from exc
         for line in done or ["publication and slot already in place"]:
-            self.stdout.write(line)
+            if as_log:
+                logger.info("cdc.setup", engine=config.name, done=line)
+            else:
+                self.stdout.write(line)
 
     def _status(self, config: EngineConfig) -> None:
         status = slot_check(config.target, max_retained_bytes=settings.CDC_MAX_RETAINED_WAL_BYTES)
@@ -212,7 +220,7 @@ class Command(BaseCommand):
 
     def _run(self, config: EngineConfig, translate: RecordTranslate, *, no_setup: bool) -> None:
         if not no_setup:
-            self._setup(config)
+            self._setup(config, as_log=True)
         if settings.METRICS_PORT:
             from prometheus_client import start_http_server
 
@@ -229,11 +237,10 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(
-            f"cdc engine {config.name}: slot {config.target.slot_name} -> {settings.CDC_TRANSPORT}"
+        logger.info(
+            "cdc.run", engine=config.name, slot=config.target.slot_name, transport=settings.CDC_TRANSPORT
         )
         supervisor.run_forever()
-        self.stdout.write(f"cdc engine {config.name} stopped")
 
     def _dead_letters(self, options: dict[str, Any]) -> None:
         action = options["letter_action"]

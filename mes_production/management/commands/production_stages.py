@@ -37,9 +37,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        advanced = stage_runner_run(
+        if settings.METRICS_PORT:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.METRICS_PORT)
+        # A long-running process: its lines are JSON logs (the runner logs how many stages it moved
+        # when it stops), nothing on stdout.
+        stage_runner_run(
             stage_seconds=options["stage_seconds"],
             poll_seconds=options["poll_seconds"],
             batch_size=options["batch_size"],
         )
-        self.stdout.write(f"stopped after advancing {advanced} stages")
