@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from ops.errors import DomainError
 from strangler import selectors, services
 from strangler.models import PHASE_ORDER, AuditEntry, Route, Slice
+from strangler.ops_overview import ops_overview
 from strangler.plan import PlanError, plan_parse
 
 
@@ -43,6 +44,7 @@ class ApiRootApi(StaffApi):
                 "audit": f"{base}audit/",
                 "shadow": f"{base}shadow/",
                 "plan": f"{base}plan/",
+                "ops": f"{base}ops/",
             }
         )
 
@@ -197,3 +199,10 @@ class SliceActionApi(StaffApi):
         except services.OperationRefused as exc:
             raise DomainError(str(exc), code="refused") from exc
         return Response(_change_body(change))
+
+
+class OpsOverviewApi(StaffApi):
+    """The figures of the ops page (/_strangler/ops/), which its script polls."""
+
+    def get(self, request: Request) -> Response:
+        return Response(ops_overview())

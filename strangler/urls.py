@@ -13,4 +13,5 @@ urlpatterns = [
     path("audit/", apis.AuditListApi.as_view(), name="strangler-audit"),
     path("shadow/", apis.ShadowReportApi.as_view(), name="strangler-shadow"),
     path("plan/", apis.PlanLoadApi.as_view(), name="strangler-plan"),
+    path("ops/", apis.OpsOverviewApi.as_view(), name="strangler-ops-data"),
 ]

@@ -22,8 +22,9 @@ from typing import Any
 import structlog
 from django.conf import settings
 
+from ops.tracing import record_failure
 from strangler.models import Phase
-from strangler.proxy import metrics
+from strangler.proxy import metrics, slice_metrics
 from strangler.proxy.analysis import CanaryAnalyzer
 from strangler.proxy.error_responses import error_send
 from strangler.proxy.freeze import WriteFreeze
@@ -32,6 +33,12 @@ from strangler.proxy.mirror import ShadowMirror
 from strangler.proxy.pins import Pins
 from strangler.proxy.request import ProxyRequest, RequestRefused
 from strangler.proxy.routing import LEGACY, NEW, SAFE_METHODS, Decision, RoutingTable, decide
+from strangler.proxy.trace_context import (
+    proxy_spans_if_enabled,
+    recording_send,
+    span_decision,
+    span_route,
+)
 from strangler.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamTimeout
 from strangler.proxy.upstream_client import BodyTooLarge, ClientGone, UpstreamClient
 from strangler.services import ShadowResult
@@ -45,6 +52,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 # Hop-by-hop response headers, and the request id the proxy sets itself (one per response).
 _DROP_RESPONSE = HOP_BY_HOP | {b"proxy-authenticate", b"x-request-id"}
 _JSON = [(b"content-type", b"application/json")]
+# The proxy's own routes only internal callers may read (the scraper reads the metrics directly).
+_INTERNAL_OWN_ROUTES = frozenset({"/_strangler/routing", "/_strangler/metrics", "/_strangler/metrics/"})
 # An HTTP/1.0 client cannot read chunked bodies: an answer without a length is collected and sent
 # with one, up to this size (past it the client gets a 502 rather than a body it cannot parse).
 _HTTP10_MAX_BUFFER = 16 * 1024 * 1024
@@ -76,8 +85,16 @@ class ProxyApp:
         self.django_app = django_app
         self.internal_networks = [ipaddress.ip_network(n) for n in settings.STRANGLER_INTERNAL_NETWORKS]
         self.internal_token = settings.STRANGLER_INTERNAL_TOKEN.encode()
+        # A backend's Prometheus endpoint is for its scraper, which reads it directly: through the
+        # proxy these paths (with or without a trailing slash) are internal on every route.
+        self.scraper_only = frozenset(
+            variant
+            for p in settings.STRANGLER_SCRAPER_ONLY_PATHS
+            for variant in (p.rstrip("/") or "/", p.rstrip("/") + "/")
+        )
         self.access_log = settings.STRANGLER_ACCESS_LOG
         self.background: Any = None  # ControlSync, set by the lifespan
+        self.spans = proxy_spans_if_enabled()  # None when tracing is off: no SDK on the request path
 
     # Shared with the background loops (control_sync.py).
 
@@ -96,6 +113,7 @@ class ProxyApp:
     def install(self, table: RoutingTable) -> None:
         self.table = table
         metrics.ROUTING_VERSION.set(table.version)
+        slice_metrics.slices_publish(table)
         self.freeze.install(table)
 
     # ASGI
@@ -113,7 +131,7 @@ class ProxyApp:
     async def own_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         """/_strangler/routing (internal callers): the table this process routes with; the rest of
         /_strangler/ is the Django side."""
-        if scope["path"] == "/_strangler/routing":
+        if scope["path"] in _INTERNAL_OWN_ROUTES:
             token = next((v for n, v in scope["headers"] if n == b"x-strangler-internal-token"), b"")
             client = scope.get("client")
             if not self._internal_caller(client[0] if client else "", token):
@@ -125,6 +143,7 @@ class ProxyApp:
                     request_id=_new_request_id(),
                 )
                 return
+        if scope["path"] == "/_strangler/routing":
             body = json.dumps(self._routing_state()).encode()
             await send(
                 {
@@ -196,6 +215,7 @@ class ProxyApp:
     # The proxied path
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started_ns = time.time_ns()
         try:
             request = self.policy.parse(scope)
         except RequestRefused as exc:
@@ -203,13 +223,30 @@ class ProxyApp:
                 send, status=exc.status, code=exc.code, message=exc.message, request_id=exc.request_id
             )
             return
+        if not request.sampled or self.spans is None:
+            await self.route_and_forward(request, receive, send)
+            return
+        span = self.spans.start(request, started_ns)
+        try:
+            await self.route_and_forward(request, receive, recording_send(span, send))
+        except BaseException as exc:
+            record_failure(span, exc)
+            raise
+        finally:
+            span.end()
+
+    async def route_and_forward(self, request: ProxyRequest, receive: Receive, send: Send) -> None:
         table = self.table
         if table is None or table.default_backend is None:
             await self._refuse(send, request, 503, "not_ready", "The proxy has no routing table yet.")
             return
         method, path = request.method, request.path
         route = table.match(method, path)
-        if route.exposure == "internal" and not self._internal_caller(request.peer, request.internal_token):
+        if request.span is not None:
+            span_route(request.span, route)
+        if (route.exposure == "internal" or path in self.scraper_only) and not self._internal_caller(
+            request.peer, request.internal_token
+        ):
             await self._refuse(
                 send, request, 403, "internal_route", f"{path[:200]} is not available from outside."
             )
@@ -263,6 +300,8 @@ class ProxyApp:
         route = decision.route
         slice_ = route.slice
         canary = slice_ is not None and slice_.phase == Phase.CANARY
+        if request.span is not None:
+            span_decision(request.span, decision)
         sent_at = time.perf_counter()
         try:
             conn = await self.upstream.send(request, decision.backend, receive=receive)
@@ -273,20 +312,27 @@ class ProxyApp:
             return
         except UpstreamError as exc:
             elapsed = time.perf_counter() - sent_at
-            metrics.UPSTREAM_FAILURES.labels(route.name, decision.backend.name).inc()
+            metrics.UPSTREAM_FAILURES.labels(route.name, decision.backend.name, _slice_label(route)).inc()
             if canary:
                 self.analyzer.record(slice_.name, decision.generation, elapsed, True)  # type: ignore[union-attr]
             if self._may_fall_back(request, decision):
                 await self._fallback(send, request, decision, str(exc))
                 return
+            if request.span is not None:
+                record_failure(request.span, exc)
             logger.error(
                 "proxy.upstream_failed",
                 route=route.name,
                 backend=decision.backend.name,
                 error=str(exc),
                 request_id=request.request_id.decode(),
+                trace_id=_trace_id(request),
             )
-            if isinstance(exc, UpstreamTimeout):
+            timed_out = isinstance(exc, UpstreamTimeout)
+            metrics.observe(
+                route.name, decision.backend.name, _slice_label(route), 504 if timed_out else 502, elapsed
+            )
+            if timed_out:
                 await self._refuse(
                     send, request, 504, "upstream_timeout", "The service did not answer in time."
                 )
@@ -299,7 +345,7 @@ class ProxyApp:
             self.analyzer.record(slice_.name, decision.generation, elapsed, status >= 500)  # type: ignore[union-attr]
         if status >= 500 and self._may_fall_back(request, decision):
             conn.discard()
-            metrics.observe(route.name, decision.backend.name, status, elapsed)
+            metrics.observe(route.name, decision.backend.name, _slice_label(route), status, elapsed)
             await self._fallback(send, request, decision, f"status {status}")
             return
         await self._relay(send, conn, request, decision, elapsed)
@@ -361,19 +407,35 @@ class ProxyApp:
             route=decision.route.name,
             reason=why,
             request_id=request.request_id.decode(),
+            trace_id=_trace_id(request),
         )
         legacy = Decision(decision.route, LEGACY, slice_.legacy, reason="fallback", version=decision.version)
+        if request.span is not None:
+            request.span.add_event("fallback to legacy", {"reason": why[:200]})
+            span_decision(request.span, legacy)
         sent_at = time.perf_counter()
         try:
             conn = await self.upstream.send(request, legacy.backend)
         except UpstreamError as exc:
-            metrics.UPSTREAM_FAILURES.labels(decision.route.name, legacy.backend.name).inc()
+            metrics.UPSTREAM_FAILURES.labels(
+                decision.route.name, legacy.backend.name, _slice_label(decision.route)
+            ).inc()
+            metrics.observe(
+                decision.route.name,
+                legacy.backend.name,
+                _slice_label(decision.route),
+                502,
+                time.perf_counter() - sent_at,
+            )
+            if request.span is not None:
+                record_failure(request.span, exc)
             logger.error(
                 "proxy.upstream_failed",
                 route=decision.route.name,
                 backend=legacy.backend.name,
                 error=str(exc),
                 request_id=request.request_id.decode(),
+                trace_id=_trace_id(request),
             )
             await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
             return
@@ -438,9 +500,12 @@ class ProxyApp:
                 backend=decision.backend.name,
                 error=str(exc),
                 request_id=request.request_id.decode(),
+                trace_id=_trace_id(request),
             )
             raise
-        metrics.observe(decision.route.name, decision.backend.name, status, elapsed)
+        metrics.observe(
+            decision.route.name, decision.backend.name, _slice_label(decision.route), status, elapsed
+        )
         if self.access_log or status >= 500:
             log = logger.error if status >= 500 else logger.info
             log(
@@ -455,6 +520,7 @@ class ProxyApp:
                 routing_version=decision.version,
                 upstream_ms=round(elapsed * 1000, 2),
                 request_id=request.request_id.decode(),
+                trace_id=_trace_id(request),
             )
         if shadow:
             # The customer's answer has gone out; the mirror runs after it and never slows it.
@@ -466,6 +532,8 @@ class ProxyApp:
                     body,
                 )
                 self.mirror.start(decision, request, legacy_answer)
+                if request.span is not None:
+                    request.span.add_event("shadow request mirrored")
 
     async def _relay_whole(
         self,
@@ -500,8 +568,17 @@ class ProxyApp:
         return body
 
 
+def _slice_label(route: Any) -> str:
+    return route.slice.name if route.slice is not None else metrics.NO_SLICE
+
+
 def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"content-length" for name, _ in headers)
+
+
+def _trace_id(request: ProxyRequest) -> str | None:
+    """The trace id the proxy forwards to the backend (trace_context.py), for its log lines."""
+    return request.trace_id.decode() or None
 
 
 def _new_request_id() -> bytes:

@@ -28,9 +28,29 @@ class WriteFreeze:
         # Set when the acknowledgements may have changed (a frozen table loaded, a frozen slice's last
         # write finished): the control sync reports them at once instead of at the next heartbeat.
         self.acks_changed = asyncio.Event()
+        # Slices frozen in the loaded table: (wall time first seen frozen, phase then).
+        self.frozen_since: dict[str, tuple[float, str]] = {}
+
+    def _freezes_measure(self, table: RoutingTable) -> None:
+        """Observes each freeze that the new table ends: from the first table in which this proxy saw
+        the slice frozen to this one (or to the freeze's deadline when it ran out before)."""
+        now = time.time()
+        for name, slice_ in table.slices.items():
+            if slice_.frozen(now):
+                self.frozen_since.setdefault(name, (now, slice_.phase))
+        for name in [
+            n for n in self.frozen_since if n not in table.slices or not table.slices[n].frozen(now)
+        ]:
+            began, phase = self.frozen_since.pop(name)
+            previous = self.table.slices.get(name) if self.table else None
+            ended = min(now, previous.freeze_until or now) if previous is not None else now
+            current = table.slices.get(name)
+            outcome = "flipped" if current is not None and current.phase != phase else "released"
+            metrics.FREEZE_SECONDS.labels(name, outcome).observe(max(ended - began, 0.0))
 
     def install(self, table: RoutingTable) -> None:
         was_frozen = self._frozen_names(self.table)
+        self._freezes_measure(table)
         self.table = table
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()  # wakes held writes to look at the new table

@@ -18,6 +18,8 @@ from typing import Any
 
 from strangler.proxy.overrides import override_verify
 from strangler.proxy.request import ProxyRequest, RequestRefused
+from strangler.proxy.trace_context import TraceSampler, trace_decide
+from strangler.proxy.trace_context import traceparent as trace_header
 
 # Hop-by-hop headers (RFC 9110 7.6.1): never forwarded, in either direction.
 HOP_BY_HOP = frozenset(
@@ -41,7 +43,7 @@ DROP_REQUEST = HOP_BY_HOP | {
     b"x-strangler-internal-token",
 }
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
-_TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+_TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Every cookie the proxy sets or reads starts with this; a Cookie header without it (nearly all of
 # them) is forwarded as it came, without being split.
 OWN_COOKIE_PREFIX = b"strangler_"
@@ -76,12 +78,14 @@ class HeaderPolicy:
         override_secret: str,
         max_body: int,
         own_cookies: Iterable[str] = (),
+        sampler: TraceSampler | None = None,
     ) -> None:
         """`own_cookies`: the proxy's cookies besides the override and the pin (its admin's session
         and CSRF cookies), each named with OWN_COOKIE_PREFIX."""
         self.trusted_proxies = frozenset(trusted_proxies)
         self.override_secret = override_secret.encode()
         self.max_body = max_body
+        self.sampler = sampler or TraceSampler.from_env()
         self.own_cookies = frozenset({OVERRIDE_COOKIE, PIN_COOKIE, *(name.encode() for name in own_cookies)})
         unprefixed = sorted(n.decode() for n in self.own_cookies if not n.startswith(OWN_COOKIE_PREFIX))
         if unprefixed:
@@ -130,10 +134,15 @@ class HeaderPolicy:
         if not request_id or not _REQUEST_ID.match(request_id):
             request_id = b"%032x" % getrandbits(128)
         trace = _TRACEPARENT.match(traceparent) if traceparent else None
-        trace_id = trace.group(1) if trace else b"%032x" % getrandbits(128)
-        flags = trace.group(2) if trace else b"01"
+        trace_id, parent_span, sampled = (
+            trace_decide(self.sampler, trace.group(1), trace.group(2), trace.group(3))
+            if trace
+            else trace_decide(self.sampler, None, None, None)
+        )
         forward.append((b"x-request-id", request_id))
-        forward.append((b"traceparent", b"00-%s-%016x-%s" % (trace_id, getrandbits(64), flags)))
+        traceparent_at = len(forward)
+        # A span id of the proxy's own; replaced by its SDK span's id when that span is recorded.
+        forward.append((b"traceparent", trace_header(trace_id, getrandbits(64), sampled)))
         peer_bytes = peer.encode()
         if incoming_xff and peer in self.trusted_proxies:
             forward.append((b"x-forwarded-for", incoming_xff + b", " + peer_bytes))
@@ -188,4 +197,8 @@ class HeaderPolicy:
             if override
             else None,
             pinned_until=pinned_until,
+            trace_id=trace_id,
+            parent_span=parent_span,
+            sampled=sampled,
+            traceparent_at=traceparent_at,
         )

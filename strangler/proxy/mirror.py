@@ -60,12 +60,14 @@ class ShadowMirror:
                 ignore=slice_.shadow_ignore,
             )
             result = ShadowResult(slice_.name, decision.route.name, request.method, path, differences)
-            metrics.SHADOW.labels(decision.route.name, "differ" if differences else "match").inc()
+            metrics.SHADOW.labels(
+                decision.route.name, slice_.name, "differ" if differences else "match"
+            ).inc()
         except UpstreamError as exc:
             result = ShadowResult(
                 slice_.name, decision.route.name, request.method, path, [str(exc)], failed=True
             )
-            metrics.SHADOW.labels(decision.route.name, "failed").inc()
+            metrics.SHADOW.labels(decision.route.name, slice_.name, "failed").inc()
         finally:
             self.in_flight -= 1
         self.results.append(result)

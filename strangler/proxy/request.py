@@ -4,6 +4,7 @@ forwarding, the write freeze and the shadow mirror need, parsed once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -23,6 +24,14 @@ class ProxyRequest:
     internal_token: bytes
     override: str | None  # "legacy" or "new" from a valid signed tester token, else None
     pinned_until: int  # from a strangler_pin cookie (epoch seconds), 0 when absent or malformed
+    # The trace this request belongs to (trace_context.py): its id in hex, the incoming parent span
+    # id (b"" when the proxy started the trace), the sampling decision, and where the forwarded
+    # traceparent sits in forward_headers (the proxy's own span id replaces it when one is recorded).
+    trace_id: bytes = b""
+    parent_span: bytes = b""
+    sampled: bool = False
+    traceparent_at: int = -1
+    span: Any = None  # the proxy's SDK span, only when sampled and tracing is on
     body: bytes = b""  # the first part of the body, once read
     more_body: bool = False  # whether more of the body is still to be received from the client
 

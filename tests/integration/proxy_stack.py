@@ -11,6 +11,7 @@ a new backend that can be told to fail, which the monolith cannot.
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -121,6 +122,29 @@ def proxy_start(
     return process, url
 
 
+MONOLITH_PLAN_BACKENDS = ("LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL")
+
+
+def shipped_plan_load(env: dict[str, str], backends: dict[str, str], *, why: str) -> str:
+    """`manage.py strangler load-plan` with no path, as the README runs it: the repository's plan,
+    its backends at `backends` (variable -> URL; `monolith_everywhere(url)` puts the monolith behind
+    every one). Returns what it printed."""
+    loaded = subprocess.run(
+        manage_command("strangler", "load-plan", "--why", why),
+        env={**os.environ, **as_the_readme_says(env), **backends},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    return loaded.stdout
+
+
+def monolith_everywhere(url: str) -> dict[str, str]:
+    """Every backend of the shipped plan at the monolith (no extracted service runs)."""
+    return dict.fromkeys(MONOLITH_PLAN_BACKENDS, url)
+
+
 def proxy_staff_token(username: str = "proxy-staff") -> str:
     """A staff user of the proxy (a superuser, password STAFF_PASSWORD) and its API token. The
     proxy's users live in its own database, `control`, not in the monolith's."""
@@ -138,6 +162,15 @@ def proxy_routing(proxy_url: str) -> dict:
     return requests.get(
         f"{proxy_url}/_strangler/routing", headers={"X-Strangler-Internal-Token": INTERNAL_TOKEN}, timeout=5
     ).json()
+
+
+def proxy_metrics_text(proxy_url: str) -> str:
+    """The proxy's own /_strangler/metrics, read as its scraper does: as an internal caller."""
+    response = requests.get(
+        f"{proxy_url}/_strangler/metrics", headers={"X-Strangler-Internal-Token": INTERNAL_TOKEN}, timeout=5
+    )
+    response.raise_for_status()
+    return response.text
 
 
 def proxy_caught_up(*proxy_urls: str) -> None:
