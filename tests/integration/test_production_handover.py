@@ -35,7 +35,7 @@ from legacy.mes.models import ProductionOrder as LegacyProductionOrder
 from legacy.mes.models import ProductionStage as LegacyProductionStage
 from legacy.shop.models import Order, OrderStatus
 from mes_production.models import ProductionOrder, ProductionStage
-from mes_production.processes import CONSUMER_GROUP, OUTBOX_DATABASE, OUTBOX_TABLE
+from mes_production.processes import CONSUMER_GROUP
 from ops.process_group import (
     PROJECT_ROOT,
     ManagedProcess,
@@ -43,7 +43,11 @@ from ops.process_group import (
     manage_command,
     service_process_commands,
 )
-from tests.cdc_fixtures import CdcProcess, EventCollector, cdc_child_env, engine_process, unique_name
+from tests.cdc_fixtures import (
+    CdcProcess,
+    EventCollector,
+    mes_production_outbox_relay,
+)
 from tests.conftest import start_legacy_stack
 from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
@@ -79,26 +83,11 @@ def handover_outbox_relay(
     worker_id: str,
 ) -> Iterator[CdcProcess]:
     """mes_production's outbox relay on a slot of this test's own, publishing to the session's vhost."""
-    from cdc.captures import outbox_engine_config
-    from harness.engine_slot import engine_on_slot
-
-    with django_db_blocker.unblock():
-        config = engine_on_slot(
-            outbox_engine_config(database=OUTBOX_DATABASE, table=OUTBOX_TABLE),
-            slot=unique_name(worker_id, "hovobx"),
-        )
-        name = config.target.slot_name
-        env = cdc_child_env(
-            live_env,
-            config,
-            SERVICE="mes_production",
-            CDC_AMQP_URL=amqp_url,
-            CDC_OUTBOX_SLOT_NAME=name,
-            CDC_OUTBOX_PUBLICATION_NAME=name,
-        )
-        args = ("--outbox", "--database", OUTBOX_DATABASE, "--table", OUTBOX_TABLE)
-        with engine_process(config, env, tag="handover-outbox", args=args) as relay:
-            yield relay
+    with (
+        django_db_blocker.unblock(),
+        mes_production_outbox_relay(live_env, amqp_url=amqp_url, worker_id=worker_id, tag="hovobx") as relay,
+    ):
+        yield relay
 
 
 class OrderStream(threading.Thread):

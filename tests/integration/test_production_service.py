@@ -28,12 +28,14 @@ from legacy.shop.models import Order
 from mes_production.models import ProductionOrder, ProductionStage
 from mes_production.processes import (
     CONSUMER_GROUP,
-    OUTBOX_DATABASE,
-    OUTBOX_TABLE,
     mes_production_process_commands,
 )
 from ops.process_group import ManagedProcess, ProcessGroup, free_port
-from tests.cdc_fixtures import CdcProcess, EventCollector, cdc_child_env, engine_process, unique_name
+from tests.cdc_fixtures import (
+    CdcProcess,
+    EventCollector,
+    mes_production_outbox_relay,
+)
 from tests.consumer_fixtures import LOG_DIR, EngineOrderEvents, StartConsumer
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
 from tests.integration.test_events_end_to_end import Actors, LegacyApi
@@ -84,26 +86,11 @@ def production_outbox_relay(
 ) -> Iterator[CdcProcess]:
     """`manage.py cdc run --outbox --database production --table production_outbox` on a slot of
     this session's own, publishing to the session's vhost (where the event collector listens)."""
-    from cdc.captures import outbox_engine_config
-    from harness.engine_slot import engine_on_slot
-
-    with django_db_blocker.unblock():
-        config = engine_on_slot(
-            outbox_engine_config(database=OUTBOX_DATABASE, table=OUTBOX_TABLE),
-            slot=unique_name(worker_id, "prodobx"),
-        )
-        name = config.target.slot_name
-        env = cdc_child_env(
-            live_env,
-            config,
-            SERVICE="mes_production",
-            CDC_AMQP_URL=amqp_url,
-            CDC_OUTBOX_SLOT_NAME=name,
-            CDC_OUTBOX_PUBLICATION_NAME=name,
-        )
-        args = ("--outbox", "--database", OUTBOX_DATABASE, "--table", OUTBOX_TABLE)
-        with engine_process(config, env, tag="production-outbox", args=args) as relay:
-            yield relay
+    with (
+        django_db_blocker.unblock(),
+        mes_production_outbox_relay(live_env, amqp_url=amqp_url, worker_id=worker_id, tag="prodobx") as relay,
+    ):
+        yield relay
 
 
 class ProductionService:

@@ -22,9 +22,13 @@ from harness.waiting import wait_http_ok, wait_until
 from legacy.mes.models import ProductionOrder as LegacyProductionOrder
 from legacy.shop.models import Order, OrderStatus
 from mes_production.models import ProductionOrder
-from mes_production.processes import CONSUMER_GROUP, OUTBOX_DATABASE, OUTBOX_TABLE
+from mes_production.processes import CONSUMER_GROUP
 from ops.process_group import ProcessGroup
-from tests.cdc_fixtures import CdcProcess, EventCollector, cdc_child_env, engine_process, unique_name
+from tests.cdc_fixtures import (
+    CdcProcess,
+    EventCollector,
+    mes_production_outbox_relay,
+)
 from tests.conftest import start_legacy_stack
 from tests.consumer_fixtures import EngineOrderEvents, StartConsumer
 from tests.factories import CustomerFactory, PricingRuleFactory, ProductFactory, staff_token
@@ -52,26 +56,11 @@ def status_outbox_relay(
     worker_id: str,
 ) -> Iterator[CdcProcess]:
     """mes_production's outbox relay on a slot of this module's own, publishing to the session's vhost."""
-    from cdc.captures import outbox_engine_config
-    from harness.engine_slot import engine_on_slot
-
-    with django_db_blocker.unblock():
-        config = engine_on_slot(
-            outbox_engine_config(database=OUTBOX_DATABASE, table=OUTBOX_TABLE),
-            slot=unique_name(worker_id, "statobx"),
-        )
-        name = config.target.slot_name
-        env = cdc_child_env(
-            live_env,
-            config,
-            SERVICE="mes_production",
-            CDC_AMQP_URL=amqp_url,
-            CDC_OUTBOX_SLOT_NAME=name,
-            CDC_OUTBOX_PUBLICATION_NAME=name,
-        )
-        args = ("--outbox", "--database", OUTBOX_DATABASE, "--table", OUTBOX_TABLE)
-        with engine_process(config, env, tag="status-outbox", args=args) as relay:
-            yield relay
+    with (
+        django_db_blocker.unblock(),
+        mes_production_outbox_relay(live_env, amqp_url=amqp_url, worker_id=worker_id, tag="statobx") as relay,
+    ):
+        yield relay
 
 
 def histories(order_ids: list[int]) -> dict[int, list[str]]:

@@ -25,6 +25,7 @@ from tests.integration.proxy_stack import (
     LoadLoop,
     Stack,
     proxy_caught_up,
+    proxy_metrics_text,
     proxy_routing,
     proxy_start,
 )
@@ -364,6 +365,17 @@ def test_metrics_count_requests_per_route_and_backend(stack: Stack) -> None:
     stack.to_phase("catalogue", "live")
     for _ in range(3):
         requests.get(f"{stack.proxy_url}/shop/api/products/", timeout=5)
-    text = requests.get(f"{stack.proxy_url}/_strangler/metrics", timeout=5).text
-    assert 'strangler_proxy_requests_total{backend="new",route="products",status="200"}' in text
+    text = proxy_metrics_text(stack.proxy_url)
+    assert (
+        'strangler_proxy_requests_total{backend="new",route="products",slice="catalogue",status="200"}'
+        in text
+    )
     assert "strangler_proxy_upstream_seconds_bucket" in text
+
+
+def test_metrics_show_each_slices_phase_and_canary_weight(stack: Stack) -> None:
+    stack.to_phase("catalogue", "live")
+    text = proxy_metrics_text(stack.proxy_url)
+    assert 'strangler_slice_phase{phase="live",slice="catalogue"} 1.0' in text
+    assert 'strangler_slice_phase{phase="canary",slice="catalogue"} 0.0' in text
+    assert 'strangler_slice_canary_weight_percent{slice="catalogue"}' in text

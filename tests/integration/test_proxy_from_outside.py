@@ -18,7 +18,13 @@ import requests
 from django.core.management import CommandError, call_command
 
 from strangler import services
-from tests.integration.proxy_stack import Stack, proxy_caught_up, proxy_routing
+from tests.integration.proxy_stack import (
+    INTERNAL_TOKEN,
+    Stack,
+    proxy_caught_up,
+    proxy_metrics_text,
+    proxy_routing,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -230,7 +236,7 @@ def test_bad_input_is_refused_or_ignored_never_a_500(stack: Stack, case: str) ->
 
 
 def _read_timeouts(stack: Stack) -> dict[str, float]:
-    text = requests.get(f"{stack.proxy_url}/_strangler/metrics", timeout=5).text
+    text = proxy_metrics_text(stack.proxy_url)
     found = re.findall(r'^strangler_proxy_client_read_timeouts_total\{phase="(\w+)"\} (\S+)$', text, re.M)
     return {phase: float(value) for phase, value in found}
 
@@ -396,3 +402,24 @@ def test_a_request_line_that_is_not_http_is_a_bad_request(stack: Stack, request_
     status, headers, body = raw_exchange(stack, request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 400
     assert assert_error_shape(status, headers, body)["code"] == "bad_request"
+
+
+def test_metrics_are_for_the_scraper_only(stack: Stack) -> None:
+    # Issue 10: an anonymous client read a backend's /metrics and the proxy's own through the proxy.
+    # The scraper reads each process directly; through the proxy both are internal routes.
+    for path in ("/metrics", "/metrics/", "/_strangler/metrics", "/_strangler/metrics/"):
+        outside = requests.get(f"{stack.proxy_url}{path}", timeout=5)
+        assert outside.status_code == 403, (path, outside.status_code, outside.text[:200])
+        assert outside.json()["error"]["code"] == "internal_route"
+        assert "# TYPE" not in outside.text
+    # However the path is spelled on the wire, it is the decoded path that is refused.
+    status, headers, body = raw_exchange(
+        stack, b"GET /%6detrics HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 403 and assert_error_shape(status, headers, body)["code"] == "internal_route"
+    # Everything else is still answered, and internal callers still read both.
+    assert requests.get(f"{stack.proxy_url}/shop/api/products/", timeout=5).status_code == 200
+    internal = {"X-Strangler-Internal-Token": INTERNAL_TOKEN}
+    backend = requests.get(f"{stack.proxy_url}/metrics", headers=internal, timeout=5)
+    assert backend.status_code != 403 and "x-backend-name" in backend.headers
+    assert "strangler_proxy_requests_total" in proxy_metrics_text(stack.proxy_url)

@@ -37,9 +37,11 @@ from tests.conftest import LegacyStack
 from tests.integration.orders_in_flight import orders_in_flight_wait
 from tests.integration.proxy_stack import (
     LOG_DIR,
-    as_the_readme_says,
+    monolith_everywhere,
     proxy_caught_up,
+    proxy_metrics_text,
     proxy_start,
+    shipped_plan_load,
 )
 
 pytestmark = [
@@ -92,7 +94,8 @@ RATE, DURATION = 40, 24
 MIX = "customer=80,staff=5,external=15"
 STEP_SECONDS = 2.5  # each routing state serves the traffic this long before the next change
 _SAMPLE = re.compile(
-    r'^strangler_proxy_requests_total\{backend="([^"]*)",route="([^"]*)",status="(\d+)"\} (\S+)$'
+    r'^strangler_proxy_requests_total\{backend="([^"]*)",route="([^"]*)",'
+    r'slice="([^"]*)",status="(\d+)"\} (\S+)$'
 )
 
 
@@ -117,9 +120,9 @@ def new_generation(live_env: dict[str, str]) -> Iterator[str]:
 def metrics_served(proxy_url: str) -> Counter[str]:
     """Requests the proxy's metrics count per backend so far."""
     counts: Counter[str] = Counter()
-    for line in requests.get(f"{proxy_url}/_strangler/metrics", timeout=5).text.splitlines():
+    for line in proxy_metrics_text(proxy_url).splitlines():
         if match := _SAMPLE.match(line):
-            backend, _, _, value = match.groups()
+            backend, _, _, _, value = match.groups()
             counts[backend] += int(float(value))
     return counts
 
@@ -275,21 +278,12 @@ def test_the_shipped_plan_serves_todays_traffic_through_the_proxy_without_an_err
     external MES users reading production orders included."""
     call_command("seed", products=12, customers=100, orders=200, random_seed=7, stdout=StringIO())
     # No extracted service runs yet: their backends name the monolith too (nothing routes to them).
-    backends = {
-        name: legacy_stack.base_url
-        for name in ("LEGACY_URL", "SHOP_URL", "CRM_URL", "MES_PRICING_URL", "MES_PRODUCTION_URL")
-    }
     with ProcessGroup() as group:
         _, proxy_url = proxy_start(group, live_env, "shipped-plan", {"STRANGLER_READ_TIMEOUT": "30"})
-        loaded = subprocess.run(
-            manage_command("strangler", "load-plan", "--why", "the monolith's plan"),
-            env={**as_the_readme_says(live_env), **backends},
-            capture_output=True,
-            text=True,
-            timeout=60,
+        printed = shipped_plan_load(
+            live_env, monolith_everywhere(legacy_stack.base_url), why="the monolith's plan"
         )
-        assert loaded.returncode == 0, loaded.stderr
-        assert '"production"' in loaded.stdout
+        assert '"production"' in printed
         proxy_caught_up(proxy_url)
         # The monolith's own admin styles pass through too (the proxy's are under /_strangler/).
         css = requests.get(f"{proxy_url}/static/admin/css/base.css", timeout=5)
