@@ -24,11 +24,15 @@ services-stop:
 db: services
 	$(PY) manage.py db_setup
 
-# Debian packages the tests drive as real processes (nginx for the exported proxy configuration);
-# installed when missing and we may (root with apt-get), else the nginx test installs or says why.
+# Debian packages the tests drive as real processes: nginx (the exported proxy configuration),
+# Prometheus with promtool (scrapes every process; alert rule tests), Chromium (the ops page in a
+# headless browser). Installed when missing and we may (root with apt-get), else the test says why.
+SYSTEM_PACKAGES := nginx:/usr/sbin/nginx prometheus:/usr/bin/prometheus chromium:/usr/bin/chromium
 system-packages:
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
-	  || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null)
+	@missing=""; for p in $(SYSTEM_PACKAGES); do [ -x "$${p#*:}" ] || missing="$$missing $${p%%:*}"; done; \
+	  [ -z "$$missing" ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || (echo "installing Debian packages:$$missing"; apt-get update -q >/dev/null \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null)
 
 test: db system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)

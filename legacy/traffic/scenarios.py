@@ -74,7 +74,7 @@ class PlannedRequest:
         """None when the answer is one this request may get, else the kind of error."""
         if status in self.expected:
             return None
-        if 400 <= status < 500 and self.tolerated_codes and _error_code(body) in self.tolerated_codes:
+        if 400 <= status < 500 and self.tolerated_codes and error_code(body) in self.tolerated_codes:
             return None
         if status >= 500:
             return "5xx"
@@ -83,7 +83,8 @@ class PlannedRequest:
         return "unexpected_status"
 
 
-def _error_code(body: bytes) -> str | None:
+def error_code(body: bytes) -> str | None:
+    """The code of an error answer ({"error": {"code": ...}}), None for any other body."""
     try:
         return json.loads(body)["error"]["code"]
     except (ValueError, KeyError, TypeError):

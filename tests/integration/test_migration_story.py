@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from typing import Any
 
@@ -96,10 +97,27 @@ def test_every_slice_goes_live_and_back_under_traffic_and_every_order_is_there_o
         timeout=900,
     )
 
-    assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-3000:])
+    if done.returncode != 0:  # pytest.fail keeps the whole text; an assert's repr is cut short
+        # Slices left past legacy would meet the next module that moves one: undo them as a user would.
+        reset = subprocess.run(
+            manage_command("demo", "--reset-only"),
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        pytest.fail(
+            f"demo failed:\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}\n"
+            f"`manage.py demo --reset-only` afterwards exited {reset.returncode}:\n{reset.stdout[-1500:]}"
+            f"{reset.stderr[-1500:]}",
+            pytrace=False,
+        )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["customer_visible_errors"] == 0, summary
-    assert summary["requests"] > 1000, summary
+    # The traffic ran the whole story at the demo's default 10 req/s (at least half of that got through;
+    # a fast machine tells the story in two minutes, a loaded one in six).
+    assert summary["requests"] > 5 * summary["seconds"], summary
     served = summary["requests_by_backend"]
     assert served.get("shop", 0) > 0 and served.get("crm", 0) > 0 and served.get("legacy", 0) > 0, served
     kinds = [(f["slice"], f["kind"]) for f in summary["freezes_ms"]]
@@ -110,6 +128,22 @@ def test_every_slice_goes_live_and_back_under_traffic_and_every_order_is_there_o
             name,
             summary["seconds_in_phase"],
         )
+    # The one order the demo follows is one trace from the proxy to the consumer that applies its
+    # production status to the shop: through the shop's outbox relay, the broker, mes_production's
+    # consumer group and outbox, and that outbox's relay.
+    trace = summary["one_order_trace"]
+    for hop in (
+        "[proxy/strangler serve]",
+        "[shop/web]",
+        "outbox write shop.order.confirmed.v1  [shop/web]",
+        "[shop/cdc run]",
+        "consume production  [mes_production/consume production]",
+        "outbox write production.order.started.v1  [mes_production/consume production]",
+        "[mes_production/cdc run]",
+        "consume shop-production-status  [shop/consume shop-production-status]",
+    ):
+        assert any(hop in line for line in trace), (hop, trace)
+    assert re.search(r"on the shop side: (in_production|done)", trace[-1]), trace[-1]
     # The bound (1,000 ms) is checked before each step; the flip's own commit comes after the last check.
     assert all(f["ms"] < 1100 for f in summary["freezes_ms"]), summary["freezes_ms"]
 

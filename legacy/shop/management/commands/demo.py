@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from legacy.migration_demo import LOG_DIR, SLICES, MigrationStory, Stack, StoryFailed
 from legacy.shop.models import Product
+from legacy.traffic.credentials import traffic_staff_token_ensure
 from ops.process_group import ManagedProcess, ProcessGroup, manage_command
 
 PHASES = ("syncing", "shadow", "canary", "live")
@@ -27,13 +28,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 class Command(BaseCommand):
     help = (
-        "The migration, shown: the monolith (web, Celery worker, poller) with the shop, CRM and pricing "
-        "services beside it and the strangler proxy in front, customer, staff and partner traffic "
-        "running through the proxy the whole time; the shop's catalogue and orders slices, the CRM's "
-        "slice and the MES pricing slice (quotes, shadowed and compared) go legacy -> syncing "
-        "(backfill, sync, verify) -> shadow -> canary (50%, 100%) -> live (a cutover under a bounded "
+        "The migration, shown: the monolith (web, Celery worker, its change stream) with the shop, CRM, "
+        "pricing and production services beside it and the strangler proxy in front, customer, staff "
+        "and partner traffic running through the proxy the whole time; the shop's catalogue and orders "
+        "slices, the CRM's slice and the MES pricing slice (quotes, shadowed and compared) go legacy -> "
+        "syncing (backfill, sync, verify) -> shadow -> canary (50%, 100%) -> live (a cutover under a bounded "
         "write freeze each), then the catalogue is rolled back from live and cut over again, and the "
-        "deprecated production-order read shows its Deprecation, Sunset and Link headers. "
+        "deprecated production-order read shows its Deprecation, Sunset and Link headers. Every process "
+        "sends its spans to a trace receiver the demo starts, and the story ends with the trace tree of "
+        "one order placed and confirmed through the proxy, from the customer's request through the "
+        "shop service, its outbox relay, the broker and the production service to the consumer that "
+        "applies its production status to the shop. "
         "Ends with a summary (time in each phase, freezes, rows copied and verified, requests served by "
         "each side, customer-visible errors) and stops every process it started, also on Ctrl-C. Each "
         "step is printed as the operator command it runs. Logs: .local/demo-logs/. "
@@ -42,7 +47,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--rate", type=float, default=20.0, help="traffic in requests per second (default 20)"
+            "--rate", type=float, default=10.0, help="traffic in requests per second (default 10)"
         )
         parser.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
         parser.add_argument(
@@ -50,6 +55,12 @@ class Command(BaseCommand):
             action="store_true",
             help="after the story, roll every slice back to legacy (the monolith owns everything again, "
             "with every write made on the new side)",
+        )
+        parser.add_argument(
+            "--reset-only",
+            action="store_true",
+            help="only undo what a previous run left (every slice rolled back to legacy with its sync "
+            "running, the new databases emptied), as each run does before its story, then stop",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -67,6 +78,9 @@ class Command(BaseCommand):
                 api_key = self._shop_api_key()
                 stack = story.start(group, api_key)
                 story.reset(group, stack.env)
+                if options["reset_only"]:
+                    story.say("Reset done: every slice is in legacy and the new databases are empty.")
+                    return
                 traffic = group.start(
                     ManagedProcess(
                         "traffic",
@@ -81,7 +95,8 @@ class Command(BaseCommand):
                             "--signed-in-browsing",
                             "--json",
                         ),
-                        {**stack.env, "SERVICE": "legacy"},
+                        # The load generator is not part of the system: it exports no spans.
+                        {**stack.env, "SERVICE": "legacy", "OTEL_SDK_DISABLED": "true"},
                         LOG_DIR / "traffic.log",
                     )
                 )
@@ -89,12 +104,14 @@ class Command(BaseCommand):
                 try:
                     story.run(group, stack)
                     deprecation = story.deprecation_headers(stack, api_key)
+                    trace_tree = story.traced_order(stack, staff_token=traffic_staff_token_ensure())
                     if options["end_in_legacy"]:
-                        story.back_to_legacy(stack.env)
+                        story.back_to_legacy(group, stack.env)
                 finally:
                     traffic_summary = self._traffic_stop(traffic)
                 summary = self._summary(story, stack, traffic_summary)
                 summary["deprecated_read"] = deprecation
+                summary["one_order_trace"] = trace_tree
         except KeyboardInterrupt:
             self.stdout.write("Interrupted: stopping every process the demo started.")
             return
@@ -106,9 +123,12 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(summary, separators=(",", ":")))
         if summary["customer_visible_errors"]:
+            samples = "".join(
+                f"\n  {route}: {kind}: {detail}" for route, kind, detail in summary["error_samples"]
+            )
             raise CommandError(
-                f"{summary['customer_visible_errors']} requests failed as a customer would see it; "
-                f"see {LOG_DIR / 'traffic.log'}."
+                f"{summary['customer_visible_errors']} requests failed as a customer would see it"
+                f"{samples}\nsee {LOG_DIR / 'traffic.log'}."
             )
 
     def _shop_api_key(self) -> str:
@@ -164,7 +184,7 @@ class Command(BaseCommand):
                 {"slice": name, "kind": kind, "ms": round(ms, 1)}
                 for name, kind, ms in story.figures.freezes_ms
             ],
-            "cutovers_aborted_and_retried": story.figures.aborted,
+            "aborted_and_retried": story.figures.aborted,
             "rows_copied": story.figures.rows_copied,
             "rows_verified": story.figures.rows_verified,
             "shadow": story.figures.shadow,
@@ -202,3 +222,11 @@ class Command(BaseCommand):
         )
         if settings.DB_NAME_PREFIX:
             self.stdout.write(f"  (databases prefixed {settings.DB_NAME_PREFIX})")
+        trace = summary.get("one_order_trace") or []
+        if trace:
+            self.stdout.write(
+                "\nOne order, end to end (offset from the start, time spent, span [service/process]):"
+            )
+            self.stdout.write(f"  {trace[0]}")
+            for line in trace[1:]:
+                self.stdout.write(f"  {line}")
