@@ -65,10 +65,20 @@ def production_order_start(*, order_id: int, at: datetime) -> tuple[ProductionOr
     nothing. Raises ShopOrderUnknown when the order's creation was never announced."""
     with _atomic():
         existing = ProductionOrder.objects.filter(order_id=order_id).first()
-        if existing is not None:
-            logger.info("production.already_started", order_id=order_id, production_order_id=existing.id)
-            return existing, False
         shop_order = ShopOrder.objects.filter(order_id=order_id).first()
+        if existing is not None:
+            if shop_order is not None and shop_order.public_id != existing.order_public_id:
+                # Another order under the same id (one side's ids reset): its production does not start.
+                logger.error(
+                    "production.order_id_reused",
+                    order_id=order_id,
+                    production_order_id=existing.id,
+                    started_for=str(existing.order_public_id),
+                    confirmed=str(shop_order.public_id),
+                )
+            else:
+                logger.info("production.already_started", order_id=order_id, production_order_id=existing.id)
+            return existing, False
         if shop_order is None:
             raise ShopOrderUnknown(order_id=order_id)
         production = ProductionOrder.objects.create(

@@ -293,3 +293,18 @@ def test_the_stage_runner_loop_moves_orders_to_done_and_stops_when_asked() -> No
     assert result == [8]
     assert set(ProductionOrder.objects.values_list("status", flat=True)) == {"done"}
     assert ProductionOutboxEvent.objects.filter(type=events.COMPLETED).count() == 2
+
+
+def test_a_confirmation_of_another_order_under_a_started_orders_id_is_logged_as_an_error() -> None:
+    from structlog.testing import capture_logs
+
+    first = started(505, T0)
+    shop_order_record(order_id=505, public_id=PUBLIC_ID)  # the same id handed out again
+
+    with capture_logs() as logs:
+        production, created = production_order_start(order_id=505, at=T0 + timedelta(seconds=1))
+
+    assert (production.id, created) == (first.id, False)
+    (entry,) = [e for e in logs if e["event"] == "production.order_id_reused"]
+    assert entry["log_level"] == "error"
+    assert entry["confirmed"] == PUBLIC_ID and entry["started_for"] == str(first.order_public_id)
