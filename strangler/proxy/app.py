@@ -318,26 +318,7 @@ class ProxyApp:
             if self._may_fall_back(request, decision):
                 await self._fallback(send, request, decision, str(exc))
                 return
-            if request.span is not None:
-                record_failure(request.span, exc)
-            logger.error(
-                "proxy.upstream_failed",
-                route=route.name,
-                backend=decision.backend.name,
-                error=str(exc),
-                request_id=request.request_id.decode(),
-                trace_id=_trace_id(request),
-            )
-            timed_out = isinstance(exc, UpstreamTimeout)
-            metrics.observe(
-                route.name, decision.backend.name, _slice_label(route), 504 if timed_out else 502, elapsed
-            )
-            if timed_out:
-                await self._refuse(
-                    send, request, 504, "upstream_timeout", "The service did not answer in time."
-                )
-            else:
-                await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
+            await self._upstream_failed(send, request, decision, exc, elapsed)
             return
         elapsed = time.perf_counter() - sent_at
         status = conn.status
@@ -420,26 +401,32 @@ class ProxyApp:
             metrics.UPSTREAM_FAILURES.labels(
                 decision.route.name, legacy.backend.name, _slice_label(decision.route)
             ).inc()
-            metrics.observe(
-                decision.route.name,
-                legacy.backend.name,
-                _slice_label(decision.route),
-                502,
-                time.perf_counter() - sent_at,
-            )
-            if request.span is not None:
-                record_failure(request.span, exc)
-            logger.error(
-                "proxy.upstream_failed",
-                route=decision.route.name,
-                backend=legacy.backend.name,
-                error=str(exc),
-                request_id=request.request_id.decode(),
-                trace_id=_trace_id(request),
-            )
-            await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
+            await self._upstream_failed(send, request, legacy, exc, time.perf_counter() - sent_at)
             return
         await self._relay(send, conn, request, legacy, time.perf_counter() - sent_at)
+
+    async def _upstream_failed(
+        self, send: Send, request: ProxyRequest, decision: Decision, exc: UpstreamError, elapsed: float
+    ) -> None:
+        """The backend the request went to (with no fallback left) failed: 504 when it did not answer
+        in time, else 502; counted, logged and marked on the proxy's span."""
+        route, backend = decision.route, decision.backend
+        if request.span is not None:
+            record_failure(request.span, exc)
+        logger.error(
+            "proxy.upstream_failed",
+            route=route.name,
+            backend=backend.name,
+            error=str(exc),
+            request_id=request.request_id.decode(),
+            trace_id=_trace_id(request),
+        )
+        timed_out = isinstance(exc, UpstreamTimeout)
+        metrics.observe(route.name, backend.name, _slice_label(route), 504 if timed_out else 502, elapsed)
+        if timed_out:
+            await self._refuse(send, request, 504, "upstream_timeout", "The service did not answer in time.")
+        else:
+            await self._refuse(send, request, 502, "bad_gateway", "The service is unavailable.")
 
     async def _relay(
         self, send: Send, conn: UpstreamConnection, request: ProxyRequest, decision: Decision, elapsed: float

@@ -359,6 +359,15 @@ def test_a_backend_slower_than_the_read_timeout_gets_504_and_reads_fall_back(sta
         f"{stack.proxy_url}/shop/api/products/", headers={"Authorization": "Bearer t"}, timeout=10
     )
     assert served_by(fallen_back) == "legacy" and time.monotonic() - started < 4
+    # Legacy too slow as well: the fallback's timeout is a 504 like any other, not a 502.
+    stack.backend_mode(stack.legacy_url, delay_ms=2500)
+    try:
+        both = requests.get(
+            f"{stack.proxy_url}/shop/api/products/", headers={"Authorization": "Bearer t"}, timeout=15
+        )
+        assert both.status_code == 504 and both.json()["error"]["code"] == "upstream_timeout", both.text
+    finally:
+        stack.backend_mode(stack.legacy_url, delay_ms=0)
 
 
 def test_metrics_count_requests_per_route_and_backend(stack: Stack) -> None:
