@@ -322,15 +322,7 @@ class MigrationStory:
 
     def promote(self, env: dict[str, str], name: str, phase: str, *, wait_seconds: float = 0) -> None:
         """`strangler promote`, retried while its gate does not pass yet (at most `wait_seconds`)."""
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                self.manage(env, "strangler", "promote", name, "--who", "demo")
-                break
-            except StoryFailed as exc:
-                if time.monotonic() > deadline or "did not pass" not in str(exc):
-                    raise
-                time.sleep(2)
+        self.retried(env, ("strangler", "promote", name, "--who", "demo"), ("did not pass",), wait_seconds)
         self.entered(name, phase)
 
     def run(self, group: ProcessGroup, stack: Stack) -> None:
@@ -446,7 +438,7 @@ class MigrationStory:
             except StoryFailed as exc:
                 if time.monotonic() > deadline or not any(refusal in str(exc) for refusal in refusals):
                     raise
-                time.sleep(3)
+                time.sleep(2)
 
     def sync_start(self, group: ProcessGroup, env: dict[str, str], name: str) -> ManagedProcess:
         self.say(f"$ manage.py migrate_data sync --slice {name}   (a long-running process)")
