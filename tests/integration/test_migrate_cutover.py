@@ -381,6 +381,49 @@ def test_two_operators_cutting_over_one_slice_one_wins_the_other_is_told_who_and
     assert world.control_slice().phase == "canary" and not world.reverse_slot_exists()
 
 
+def test_the_reverse_stream_the_sync_starts_on_a_new_reverse_slot_keeps_its_offset_table(
+    world: CutoverWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The running sync starts the reverse stream's engine as soon as the cutover has made the reverse
+    slot, and the engine makes its offset table then. The slot setup forgets the offsets of an earlier
+    slot before it makes the new one, not after: dropped under the running engine, the table was gone
+    for good (every offset flush failed; the changes came in lumps five seconds apart and a rollback's
+    marker missed its bound). Here the setup returns only once the engine has made its table."""
+    from django.db import connections
+
+    from config.routers import database_alias
+    from migrations import streams
+
+    offset_table = streams.stream_engine_config(world.slice, "reverse").offset_table
+
+    def table_exists() -> bool:
+        with connections[database_alias("control")].cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [offset_table])
+            return bool(cursor.fetchone()[0])
+
+    real_setup = streams.capture_setup
+
+    def setup_then_engine_started(target: Any) -> list[str]:
+        done = real_setup(target)
+        wait_until(table_exists, seconds=60, what="the sync's reverse engine making its offset table")
+        return done
+
+    monkeypatch.setattr(streams, "capture_setup", setup_then_engine_started)
+    assert not world.reverse_slot_exists()
+    done = streams.stream_slot_setup(world.slice, "reverse")
+    assert any(line.startswith("created replication slot") for line in done), done
+    time.sleep(1.0)
+    assert table_exists(), f"{offset_table} was dropped under the reverse engine the sync started"
+    # The engine keeps saving its position there (its heartbeats move it; flushed every few seconds).
+
+    def offsets_saved() -> bool:
+        with connections[database_alias("control")].cursor() as cursor:
+            cursor.execute(f'SELECT count(*) FROM "{offset_table}"')
+            return bool(cursor.fetchone()[0])
+
+    wait_until(offsets_saved, seconds=30, what="the reverse engine's offsets saved", process=world.sync)
+
+
 def test_cutover_and_rollback_move_writes_and_sequences_both_ways(world: CutoverWorld) -> None:
     world.to_canary_at_100()
     world.backend_mode(world.legacy_url, delay_ms=0)
